@@ -1,0 +1,29 @@
+"""Convex Lipschitz problems with certified exact solutions (SPEC section 5)."""
+
+from synthetic.families import (
+    breast_cancer_hinge,
+    diabetes_lad,
+    hinge,
+    huber,
+    l1_ball,
+    lad,
+    logistic,
+    max_affine,
+    nesterov_worst,
+)
+from synthetic.problem import Problem
+from synthetic.solve import Solution, SolveError
+from synthetic.suite import FAMILIES, suite
+
+__all__ = [
+    "Problem", "Solution", "SolveError", "suite", "FAMILIES", "lad", "hinge", "max_affine",
+    "huber", "logistic", "l1_ball", "nesterov_worst", "diabetes_lad", "breast_cancer_hinge",
+]
+
+
+def __getattr__(name: str):  # synthetic.strategies imports hypothesis: load it on demand
+    if name == "strategies":
+        import synthetic.strategies as strategies
+
+        return strategies
+    raise AttributeError(name)

@@ -1,0 +1,56 @@
+"""Hypothesis strategies for problems, starting points and scaling rules (public API)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from synthetic import families as fam
+from synthetic.problem import Problem
+from theory import scaling
+
+#: families whose loss is >= 0, so f* = 0 is a valid lower bound without a solve
+NONNEGATIVE = ("lad", "hinge", "huber", "logistic")
+ALL = ("lad", "hinge", "hinge_l1", "max_affine", "huber", "logistic", "l1_ball", "nesterov_worst")
+
+
+@st.composite
+def problems(
+    draw: st.DrawFn, families: tuple[str, ...] = ALL, max_n: int = 8, max_m: int = 40,
+    max_scale: float = 2.0,
+) -> Problem:
+    """A small problem of one of ``families`` with drawn sizes, seed and scaling."""
+    family = draw(st.sampled_from(families))
+    n = draw(st.integers(2, max_n))
+    m = draw(st.integers(max(2, n), max(max_m, n + 1)))
+    seed = draw(st.integers(0, 2**16))
+    scale = draw(st.sampled_from((0.0, 0.5 * max_scale, max_scale)))
+    if family == "hinge_l1":
+        return fam.hinge(m, n, scale, l1=0.01, seed=seed)
+    if family == "max_affine":
+        return fam.max_affine(m, n, scale, seed=seed)
+    if family == "l1_ball":
+        return fam.l1_ball(n, 1.0, scale, seed=seed)
+    if family == "nesterov_worst":
+        return fam.nesterov_worst(n)
+    return getattr(fam, family)(m, n, scale, seed=seed)
+
+
+def starting_points(problem: Problem, radius: float = 3.0) -> st.SearchStrategy:
+    """A starting point near ``problem.x0`` (finite floats, up to ``radius`` per coordinate)."""
+    import numpy as np
+
+    coords = st.floats(-radius, radius, allow_nan=False, allow_infinity=False)
+    return st.lists(coords, min_size=problem.n, max_size=problem.n).map(
+        lambda v: problem.x0 + np.asarray(v, dtype=np.float64)
+    )
+
+
+def scaling_rules(monotone_only: bool = False) -> st.SearchStrategy:
+    """A scaling rule of SPEC section 2 with drawn hyperparameters."""
+    beta2 = st.sampled_from((0.9, 0.99, 0.999))
+    eps = st.sampled_from((1e-8, 1e-6))
+    monotone = [st.builds(scaling.identity), st.builds(scaling.adagrad, eps),
+                st.builds(scaling.amsgrad, beta2, eps)]
+    others = [st.builds(scaling.rmsprop, beta2, eps), st.builds(scaling.adam, beta2, eps),
+              st.builds(scaling.lars), st.builds(scaling.lamb, st.just(0.9), beta2, eps)]
+    return st.one_of(monotone if monotone_only else monotone + others)

@@ -1,0 +1,20 @@
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("PARAMSCALE_CACHE", tempfile.mkdtemp(prefix="paramscale-cache-"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+settings.register_profile(
+    "default", max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("default")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

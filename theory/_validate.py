@@ -1,0 +1,79 @@
+"""Argument and input checks shared by every optimizer (torch.optim-style messages).
+
+A check names the parameter, shows the value and says what was expected; it never
+clamps. Raised before any state is touched, so a rejected call leaves state as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a finite number > 0)")
+    return float(value)
+
+
+def non_negative(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a finite number >= 0)")
+    return float(value)
+
+
+def positive_or_inf(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and not math.isnan(value) and value > 0):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number > 0, inf allowed)")
+    return float(value)
+
+
+def unit_interval(name: str, value: float, *, closed_right: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and (
+        0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    )
+    if not ok:
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number in {interval})")
+    return float(value)
+
+
+def growth(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and not math.isnan(value) and value >= 1.0):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number >= 1, inf allowed)")
+    return float(value)
+
+
+def choice(name: str, value: Any, options: tuple[Any, ...]) -> Any:
+    if value not in options:
+        raise ValueError(f"Invalid {name}: {value!r} (expected one of {options})")
+    return value
+
+
+def gradient(grad: Any, x: np.ndarray, step: int) -> np.ndarray:
+    """Check a gradient for shape, dtype and finiteness; return it as a float array."""
+    g = np.asarray(grad)
+    if g.shape != x.shape:
+        raise ValueError(f"Invalid grad at step {step}: shape {g.shape} (expected {x.shape})")
+    if not np.issubdtype(g.dtype, np.floating):
+        raise TypeError(
+            f"Invalid grad at step {step}: dtype {g.dtype} (expected a real floating dtype)"
+        )
+    if not np.all(np.isfinite(g)):
+        bad = int(np.size(g) - np.count_nonzero(np.isfinite(g)))
+        raise FloatingPointError(
+            f"Non-finite gradient at step {step}: {bad} NaN/Inf entries; step refused, "
+            "state unchanged"
+        )
+    return g
+
+
+def loss(value: Any, step: int) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    if not math.isfinite(f):
+        raise FloatingPointError(f"Non-finite loss at step {step}: {f!r}; step refused")
+    return f
