@@ -16,8 +16,20 @@ from synthetic.solve import Solution, SolveError
 from synthetic.suite import FAMILIES, suite
 
 __all__ = [
-    "Problem", "Solution", "SolveError", "suite", "FAMILIES", "lad", "hinge", "max_affine",
-    "huber", "logistic", "l1_ball", "nesterov_worst", "diabetes_lad", "breast_cancer_hinge",
+    "Problem",
+    "Solution",
+    "SolveError",
+    "suite",
+    "FAMILIES",
+    "lad",
+    "hinge",
+    "max_affine",
+    "huber",
+    "logistic",
+    "l1_ball",
+    "nesterov_worst",
+    "diabetes_lad",
+    "breast_cancer_hinge",
 ]
 
 

@@ -27,6 +27,10 @@ def _mean_abs_bound(A: np.ndarray) -> tuple[float, float]:
     return float(full), float(np.max(rows))
 
 
+def _full_column_rank(A: np.ndarray) -> bool:
+    return A.shape[0] >= A.shape[1] and np.linalg.matrix_rank(A) == A.shape[1]
+
+
 def _rows(A: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
     return A if idx is None else A[idx]
 
@@ -42,11 +46,17 @@ def _highs(c: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, bounds: list, n: i
 
 def _smooth_reference(problem: Problem, name: str) -> tuple[np.ndarray, str]:
     res = minimize(
-        problem.f, np.zeros(problem.n), jac=problem.grad, method="BFGS",
+        problem.f,
+        np.zeros(problem.n),
+        jac=problem.grad,
+        method="BFGS",
         options={"gtol": 1e-12, "maxiter": 20000},
     )
     res = minimize(  # polish with Newton-CG-free trust region on the same smooth objective
-        problem.f, res.x, jac=problem.grad, method="L-BFGS-B",
+        problem.f,
+        res.x,
+        jac=problem.grad,
+        method="L-BFGS-B",
         options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 20000},
     )
     return res.x, f"scipy {name}"
@@ -98,11 +108,13 @@ class Hinge(Problem):
         # variables [x (n), t (m), u (n)]: t_i >= 1 - y_i a_i^T x, t >= 0, |x| <= u
         c = np.concatenate([np.zeros(n), np.full(m, 1.0 / m), np.full(n, l1)])
         In, Z = np.eye(n), np.zeros
-        A_ub = np.block([
-            [-(lab[:, None] * A), -np.eye(m), Z((m, n))],
-            [In, Z((n, m)), -In],
-            [-In, Z((n, m)), -In],
-        ])
+        A_ub = np.block(
+            [
+                [-(lab[:, None] * A), -np.eye(m), Z((m, n))],
+                [In, Z((n, m)), -In],
+                [-In, Z((n, m)), -In],
+            ]
+        )
         b_ub = np.concatenate([-np.ones(m), np.zeros(2 * n)])
         bounds = [(None, None)] * n + [(0, None)] * (m + n)
         return _highs(c, A_ub, b_ub, bounds, n, self.name)
@@ -151,6 +163,12 @@ class Huber(Problem):
     def reference_solve(self):
         return _smooth_reference(self, "BFGS + L-BFGS-B")
 
+    def unique_minimizer(self, x_star):
+        # Hessian A_Q^T A_Q / m over the quadratic-zone rows Q is positive definite there
+        A = self.data["A"]
+        quad = np.abs(A @ x_star - self.data["b"]) < self.params["delta"] * (1 - 1e-9)
+        return _full_column_rank(A[quad])
+
 
 class Logistic(Problem):
     """Logistic regression ``mean log(1 + exp(-y_i a_i^T x))`` on non-separable labels."""
@@ -169,6 +187,9 @@ class Logistic(Problem):
 
     def reference_solve(self):
         return _smooth_reference(self, "BFGS + L-BFGS-B")
+
+    def unique_minimizer(self, x_star):
+        return _full_column_rank(self.data["A"])  # logistic loss is strictly convex in A x
 
 
 class L1Ball(Problem):
@@ -198,6 +219,10 @@ class L1Ball(Problem):
         x[j] = -np.sign(c[j]) * r / w[j]
         return x, "closed form (vertex of the L1 ball)"
 
+    def unique_minimizer(self, x_star):
+        ratio = np.abs(self.data["c"]) / self.data["w"]
+        return int(np.sum(ratio >= np.max(ratio) * (1 - 1e-12))) == 1  # a unique best vertex
+
 
 class NesterovWorst(Problem):
     """Nesterov's worst-case function (Lectures on Convex Optimization, 2018, Thm 3.2.1):
@@ -226,16 +251,34 @@ class NesterovWorst(Problem):
         x[:p] = -g / (mu * p)
         return x, "closed form (Nesterov Thm 3.2.1)"
 
+    def unique_minimizer(self, x_star):
+        return True  # mu-strongly convex
+
 
 # -- constructors (SPEC section 9 names) -------------------------------------------------
 
 
-def _make(cls: type[Problem], family: str, params: dict[str, Any], data: dict, n: int,
-          lipschitz: tuple[float, float], m: int, **extra: Any) -> Problem:
+def _make(
+    cls: type[Problem],
+    family: str,
+    params: dict[str, Any],
+    data: dict,
+    n: int,
+    lipschitz: tuple[float, float],
+    m: int,
+    **extra: Any,
+) -> Problem:
     tag = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     return cls(
-        name=f"{family}({tag})", family=family, params=params, data=data, x0=np.zeros(n),
-        lipschitz=lipschitz[0], lipschitz_sample=lipschitz[1], m=m, **extra,
+        name=f"{family}({tag})",
+        family=family,
+        params=params,
+        data=data,
+        x0=np.zeros(n),
+        lipschitz=lipschitz[0],
+        lipschitz_sample=lipschitz[1],
+        m=m,
+        **extra,
     )
 
 
@@ -255,7 +298,9 @@ def lad(m: int = 60, n: int = 8, scale: float = 0.0, *, seed: int = 0) -> Proble
     return _make(LAD, "lad", params, {"A": A, "b": b}, n, _mean_abs_bound(A), m)
 
 
-def hinge(m: int = 60, n: int = 8, scale: float = 0.0, l1: float = 0.0, *, seed: int = 0) -> Problem:
+def hinge(
+    m: int = 60, n: int = 8, scale: float = 0.0, l1: float = 0.0, *, seed: int = 0
+) -> Problem:
     """Hinge-loss SVM on noisy (non-separable) labels; ``l1 > 0`` adds ``l1 ||x||_1``."""
     _check_sizes(m, n)
     if not l1 >= 0:
@@ -284,7 +329,9 @@ def max_affine(k: int = 30, n: int = 8, scale: float = 0.0, *, seed: int = 0) ->
     return _make(MaxAffine, "max_affine", params, {"A": A, "b": b}, n, (L, L), 1)
 
 
-def huber(m: int = 60, n: int = 8, scale: float = 0.0, delta: float = 1.0, *, seed: int = 0) -> Problem:
+def huber(
+    m: int = 60, n: int = 8, scale: float = 0.0, delta: float = 1.0, *, seed: int = 0
+) -> Problem:
     """Huber regression with outliers (Student-t noise)."""
     _check_sizes(m, n)
     if not delta > 0:
@@ -298,12 +345,18 @@ def huber(m: int = 60, n: int = 8, scale: float = 0.0, delta: float = 1.0, *, se
 
 
 def logistic(m: int = 80, n: int = 6, scale: float = 0.0, *, seed: int = 0) -> Problem:
-    """Logistic regression with label noise (non-separable, so a minimiser exists)."""
+    """Logistic regression with label noise. Non-separable by construction, so a minimiser
+    exists: the first 2n samples are n pairs (a_j, +1), (a_j, -1) with a_j spanning R^n,
+    so every direction x != 0 has a sample of negative margin. Needs m >= 2n."""
     _check_sizes(m, n)
+    if m < 2 * n:
+        raise ValueError(f"Invalid m: {m!r} (logistic needs m >= 2n = {2 * n})")
     rng = np.random.default_rng([seed, 5])
     A = _design(rng, m, n, scale)
+    A[n : 2 * n] = A[:n]
     y = np.sign(A @ rng.standard_normal(n) + np.std(A @ np.ones(n)) * rng.standard_normal(m))
     y[y == 0] = 1.0
+    y[n : 2 * n] = -y[:n]
     params = {"m": m, "n": n, "scale": float(scale), "seed": seed}
     return _make(Logistic, "logistic", params, {"A": A, "y": y}, n, _mean_abs_bound(A), m)
 
@@ -322,8 +375,9 @@ def l1_ball(n: int = 8, r: float = 1.0, scale: float = 0.0, *, seed: int = 0) ->
     return _make(L1Ball, "l1_ball", params, {"c": c, "w": w}, n, (L, L), 1)
 
 
-def nesterov_worst(n: int = 20, p: int | None = None, M: float = 1.0, R: float = 1.0,
-                   *, seed: int = 0) -> Problem:
+def nesterov_worst(
+    n: int = 20, p: int | None = None, M: float = 1.0, R: float = 1.0, *, seed: int = 0
+) -> Problem:
     """Nesterov's worst-case function on R^n with ``p <= n`` active coordinates (default n):
     any method whose iterates lie in x0 + span(gradients) has, after k < p steps,
     ``f(x_k) - f* >= M R / (2 (1 + sqrt(p)))`` (Nesterov Thm 3.2.1). Deterministic (seed
@@ -334,8 +388,15 @@ def nesterov_worst(n: int = 20, p: int | None = None, M: float = 1.0, R: float =
         raise ValueError(f"Invalid p: {p!r} (expected 1 <= p <= n = {n})")
     gamma = M * np.sqrt(p) / (1 + np.sqrt(p))
     mu = M / ((1 + np.sqrt(p)) * R)
-    params = {"n": n, "p": p, "M": float(M), "R": float(R), "gamma": float(gamma),
-              "mu": float(mu), "seed": seed}
+    params = {
+        "n": n,
+        "p": p,
+        "M": float(M),
+        "R": float(R),
+        "gamma": float(gamma),
+        "mu": float(mu),
+        "seed": seed,
+    }
     L = float(gamma + mu * 2 * R)
     return _make(NesterovWorst, "nesterov_worst", params, {}, n, (L, L), 1, lipschitz_radius=2 * R)
 
@@ -359,4 +420,6 @@ def breast_cancer_hinge() -> Problem:
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     y = np.where(t > 0, 1.0, -1.0)
     params = {"m": A.shape[0], "n": A.shape[1], "l1": 0.0, "dataset": "breast_cancer"}
-    return _make(Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], _mean_abs_bound(A), A.shape[0])
+    return _make(
+        Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], _mean_abs_bound(A), A.shape[0]
+    )

@@ -51,6 +51,11 @@ class Problem:
         """An independent second solution (HiGHS LP, closed form or scipy): (x, solver)."""
         raise NotImplementedError
 
+    def unique_minimizer(self, x_star: np.ndarray) -> bool:
+        """True when ``x_star`` is provably the only minimiser (then ``D_a`` needs no
+        level-set solve). Default: not known."""
+        return False
+
     # -- derived -------------------------------------------------------------------------
     def f(self, x: np.ndarray, idx: np.ndarray | None = None) -> float:
         return float(np.mean(self.losses(np.asarray(x, dtype=np.float64), idx)))

@@ -112,21 +112,37 @@ def certified_solve(problem: Problem, *, cache: bool = True, **solver_options: A
 def nearest_solution(
     problem: Problem, x0: np.ndarray, a: np.ndarray | None, tol: float | None
 ) -> tuple[float, np.ndarray]:
-    """``min ||a*(x0 - y)||_2 s.t. f(y) <= f* + tol`` (SPEC section 1, ``D_a``)."""
+    """``D_a = min ||a*(x0 - y)||_2 s.t. f(y) <= f* + tol`` (SPEC section 1).
+
+    Where the minimiser is provably unique (``Problem.unique_minimizer``) this is
+    ``||a*(x0 - x*)||`` exactly; otherwise the level-set problem is solved with Clarabel
+    (default ``tol = 1e-8 max(1, |f*|) + 10 gap``) and its answer re-checked in NumPy.
+    """
     sol = problem.solve()
     a = np.ones(problem.n) if a is None else np.asarray(a, dtype=np.float64)
     if a.shape != (problem.n,) or not np.all(a > 0):
-        raise ValueError(f"Invalid metric a: expected a positive vector of shape ({problem.n},)")
-    tol = max(1e-9, 10 * sol.gap) * max(1.0, abs(sol.f)) if tol is None else tol
+        raise ValueError(
+            f"Invalid metric a: shape {a.shape} "
+            f"(expected a positive vector of shape ({problem.n},))"
+        )
+    if tol is None and problem.unique_minimizer(sol.x):
+        return float(np.linalg.norm(a * (x0 - sol.x))), sol.x
+    tol = 1e-8 * max(1.0, abs(sol.f)) + 10 * sol.gap if tol is None else tol
     y = cp.Variable(problem.n)
     prob = cp.Problem(
         cp.Minimize(cp.norm(cp.multiply(a, x0 - y), 2)),
         [problem.cvx_objective(y) <= sol.f + tol],
     )
-    prob.solve(solver=cp.CLARABEL, **CLARABEL_TOL)
+    prob.solve(solver=cp.CLARABEL)
     if prob.status != cp.OPTIMAL or y.value is None:
         raise SolveError(
             f"{problem.name}: nearest-solution solve with CLARABEL returned status "
             f"{prob.status!r} (expected 'optimal')"
         )
-    return float(np.linalg.norm(a * (x0 - y.value))), np.asarray(y.value)
+    y_star = np.asarray(y.value, dtype=np.float64)
+    if not problem.f(y_star) <= sol.f + 100 * tol:  # Clarabel feasibility is ~1e-8 relative
+        raise SolveError(
+            f"{problem.name}: nearest-solution solve with CLARABEL left the level set "
+            f"(f(y) - f* = {problem.f(y_star) - sol.f:.3e} > 100 * tol = {100 * tol:.3e})"
+        )
+    return float(np.linalg.norm(a * (x0 - y_star))), y_star

@@ -15,13 +15,16 @@ ALL = ("lad", "hinge", "hinge_l1", "max_affine", "huber", "logistic", "l1_ball",
 
 @st.composite
 def problems(
-    draw: st.DrawFn, families: tuple[str, ...] = ALL, max_n: int = 8, max_m: int = 40,
+    draw: st.DrawFn,
+    families: tuple[str, ...] = ALL,
+    max_n: int = 8,
+    max_m: int = 40,
     max_scale: float = 2.0,
 ) -> Problem:
     """A small problem of one of ``families`` with drawn sizes, seed and scaling."""
     family = draw(st.sampled_from(families))
     n = draw(st.integers(2, max_n))
-    m = draw(st.integers(max(2, n), max(max_m, n + 1)))
+    m = draw(st.integers(2 * n, max(max_m, 2 * n + 1)))
     seed = draw(st.integers(0, 2**16))
     scale = draw(st.sampled_from((0.0, 0.5 * max_scale, max_scale)))
     if family == "hinge_l1":
@@ -49,8 +52,15 @@ def scaling_rules(monotone_only: bool = False) -> st.SearchStrategy:
     """A scaling rule of SPEC section 2 with drawn hyperparameters."""
     beta2 = st.sampled_from((0.9, 0.99, 0.999))
     eps = st.sampled_from((1e-8, 1e-6))
-    monotone = [st.builds(scaling.identity), st.builds(scaling.adagrad, eps),
-                st.builds(scaling.amsgrad, beta2, eps)]
-    others = [st.builds(scaling.rmsprop, beta2, eps), st.builds(scaling.adam, beta2, eps),
-              st.builds(scaling.lars), st.builds(scaling.lamb, st.just(0.9), beta2, eps)]
+    monotone = [
+        st.builds(scaling.identity),
+        st.builds(scaling.adagrad, eps),
+        st.builds(scaling.amsgrad, beta2, eps),
+    ]
+    others = [
+        st.builds(scaling.rmsprop, beta2, eps),
+        st.builds(scaling.adam, beta2, eps),
+        st.builds(scaling.lars),
+        st.builds(scaling.lamb, st.just(0.9), beta2, eps),
+    ]
     return st.one_of(monotone if monotone_only else monotone + others)

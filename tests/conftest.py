@@ -9,7 +9,9 @@ os.environ.setdefault("PARAMSCALE_CACHE", tempfile.mkdtemp(prefix="paramscale-ca
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 settings.register_profile(
-    "default", max_examples=25, deadline=None,
+    "default",
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("default")

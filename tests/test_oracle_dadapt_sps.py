@@ -13,8 +13,11 @@ from tests.oracle import max_rel_dev, numpy_trajectory, oracle_trajectory
 from theory import optimizers as O
 
 STEPS = 250
-PROBLEMS = [synthetic.lad(40, 7, 0.0, seed=3), synthetic.hinge(50, 7, 2.0, seed=5),
-            synthetic.logistic(40, 7, 1.0, seed=4)]
+PROBLEMS = [
+    synthetic.lad(40, 7, 0.0, seed=3),
+    synthetic.hinge(50, 7, 2.0, seed=5),
+    synthetic.logistic(40, 7, 1.0, seed=4),
+]
 
 
 def cosine(k: int) -> float:
@@ -42,7 +45,9 @@ def test_dadapt_sgd_equals_dadaptation(problem, variant):
     x0 = np.random.default_rng(2).standard_normal(problem.n)
     ours = theory.run(
         O.dadapt_sgd(d0=1e-6, schedule=schedule, momentum=momentum, growth_rate=growth),
-        problem, x0=x0, iters=STEPS,
+        problem,
+        x0=x0,
+        iters=STEPS,
     )
 
     def set_lr(opt, k):
@@ -50,7 +55,10 @@ def test_dadapt_sgd_equals_dadaptation(problem, variant):
 
     ref = oracle_trajectory(
         lambda p: dadaptation.DAdaptSGD(p, lr=1.0, momentum=momentum, growth_rate=growth),
-        problem, x0, STEPS, before_step=set_lr,
+        problem,
+        x0,
+        STEPS,
+        before_step=set_lr,
     )
     assert ours.info["d"][-1] > 10 * 1e-6  # d grew: the comparison is not of a frozen d0
     assert max_rel_dev(ours.x, ref) <= 1e-10
@@ -66,8 +74,10 @@ def test_dadapt_sgd_single_steps_resynced():
     from theory.stepsize import DAdaptState
 
     problem = PROBLEMS[2]
-    params = [torch.nn.Parameter(torch.tensor(v)) for v in np.split(
-        np.random.default_rng(2).standard_normal(problem.n), [4])]
+    params = [
+        torch.nn.Parameter(torch.tensor(v))
+        for v in np.split(np.random.default_rng(2).standard_normal(problem.n), [4])
+    ]
     oracle = dadaptation.DAdaptSGD(params, lr=1.0)
     ours = O.dadapt_sgd()
     worst = 0.0
@@ -80,7 +90,8 @@ def test_dadapt_sgd_single_steps_resynced():
             state = ours.init(x)
         else:
             grp = oracle.param_groups[0]
-            cat = lambda key: torch.cat([oracle.state[p][key] for p in params]).numpy().copy()
+            def cat(key):
+                return torch.cat([oracle.state[p][key] for p in params]).numpy().copy()
             step = DAdaptState(grp["d"], cat("s"), grp["numerator_weighted"], grp["g0_norm"], None)
             state = PSState(k, cat("z"), None, np.ones(problem.n), Moments(k, None), step)
         x_ours, _, _ = ours.step(state, x, problem.f(x), g)
@@ -123,6 +134,10 @@ def test_sps_closed_forms():
     """f = a x^2 / 2, f* = 0, c = 1/2 -> x_1 = 0; f = |a x|, c = 1 -> x_1 = 0 (baselines 2)."""
     a = 3.7
     quad = _toy(lambda x: 0.5 * a * float(x @ x), lambda x: a * x, [2.5])
-    assert numpy_trajectory(O.sps(0.0, c=0.5), quad, quad.x0, 1)[1][0] == pytest.approx(0, abs=1e-15)
+    assert numpy_trajectory(O.sps(0.0, c=0.5), quad, quad.x0, 1)[1][0] == pytest.approx(
+        0, abs=1e-15
+    )
     absf = _toy(lambda x: abs(a * x[0]), lambda x: a * np.sign(x), [-1.3])
-    assert numpy_trajectory(O.sps(0.0, c=1.0), absf, absf.x0, 1)[1][0] == pytest.approx(0, abs=1e-15)
+    assert numpy_trajectory(O.sps(0.0, c=1.0), absf, absf.x0, 1)[1][0] == pytest.approx(
+        0, abs=1e-15
+    )

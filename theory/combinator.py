@@ -85,14 +85,22 @@ class ParameterScaled:
         z = state.z - lam * (direction / alpha**2)  # z_{k+1} = z_k - lam_k u_k
         x_next = z if self.momentum == 0 else self.momentum * x + (1 - self.momentum) * z
         info = {"lr": lam, "rho": rho, **info}
-        return x_next, PSState(k + 1, z, m, alpha, scaling_state, step_state), {
-            **info,
-            "alpha": alpha,
-        }
+        return (
+            x_next,
+            PSState(k + 1, z, m, alpha, scaling_state, step_state),
+            {
+                **info,
+                "alpha": alpha,
+            },
+        )
 
 
 def parameter_scaled(
-    step: Any, scaling: ScalingRule, momentum: float = 0.0, *, first_moment: float = 0.0,
+    step: Any,
+    scaling: ScalingRule,
+    momentum: float = 0.0,
+    *,
+    first_moment: float = 0.0,
     name: str = "",
 ) -> ParameterScaled:
     """Compose a step-size rule written for SGD with a scaling rule (SPEC section 9)."""

@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 
-def sgd(lr: float = 1e-3, momentum: float = 0.0, schedule: Schedule | None = None) -> ParameterScaled:
+def sgd(
+    lr: float = 1e-3, momentum: float = 0.0, schedule: Schedule | None = None
+) -> ParameterScaled:
     """torch.optim.SGD. Heavy-ball momentum mu is primal averaging with step lr / (1 - mu)
     (baselines.md section 1: ``x_{k+1} = x_k + mu (x_k - x_{k-1}) - (1-mu) lam g_k``)."""
     check.non_negative("lr", lr)
@@ -43,12 +45,17 @@ def sgd(lr: float = 1e-3, momentum: float = 0.0, schedule: Schedule | None = Non
 
 
 def ps_sps(
-    f_star: float, c: float = 0.5, eta_max: float = math.inf, scaling: ScalingRule | str = "adam",
+    f_star: float,
+    c: float = 0.5,
+    eta_max: float = math.inf,
+    scaling: ScalingRule | str = "adam",
     f_star_tol: float = 0.0,
 ) -> ParameterScaled:
     """PS-SPS (paper Alg. 1, SPEC 3.1): SPS run in the space scaled by ``scaling``."""
     rule = rules.by_name(scaling)
-    return parameter_scaled(polyak(f_star, c, eta_max, f_star_tol), rule, name=f"ps_sps[{rule.name}]")
+    return parameter_scaled(
+        polyak(f_star, c, eta_max, f_star_tol), rule, name=f"ps_sps[{rule.name}]"
+    )
 
 
 def sps(
@@ -89,29 +96,36 @@ def dadapt_sgd(
 
 
 def adam(
-    lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
     schedule: Schedule | None = None,
 ) -> ParameterScaled:
     """torch.optim.Adam: ``x -= lr * mhat / alpha**2`` with the Adam rule (SPEC section 2)."""
+    b1 = _beta1(betas)
     return parameter_scaled(
-        constant(lr, schedule), rules.adam(betas[1], eps), first_moment=_beta1(betas), name="adam"
+        constant(lr, schedule), rules.adam(betas[1], eps), first_moment=b1, name="adam"
     )
 
 
 def amsgrad(
-    lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    form: str = "monotone", schedule: Schedule | None = None,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    form: str = "monotone",
+    schedule: Schedule | None = None,
 ) -> ParameterScaled:
     """AMSGrad; ``form="torch"`` is ``torch.optim.Adam(amsgrad=True)`` (not monotone),
     ``form="monotone"`` the SPEC's rule (max after bias correction)."""
+    b1 = _beta1(betas)
     rule = rules.amsgrad(betas[1], eps, form)
-    return parameter_scaled(
-        constant(lr, schedule), rule, first_moment=_beta1(betas), name=f"amsgrad[{form}]"
-    )
+    return parameter_scaled(constant(lr, schedule), rule, first_moment=b1, name=f"amsgrad[{form}]")
 
 
 def adagrad(
-    lr: float = 1e-2, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+    lr: float = 1e-2,
+    eps: float = 1e-10,
+    initial_accumulator_value: float = 0.0,
     schedule: Schedule | None = None,
 ) -> ParameterScaled:
     """torch.optim.Adagrad (lr_decay = 0)."""
@@ -128,6 +142,6 @@ def rmsprop(
 
 
 def _beta1(betas: tuple[float, float]) -> float:
-    if len(betas) != 2:
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
         raise ValueError(f"Invalid betas: {betas!r} (expected a pair (beta1, beta2))")
     return check.unit_interval("beta1", betas[0])

@@ -202,9 +202,7 @@ def _check_blocks(blocks: tuple[int, ...] | None) -> None:
 
 def _check_block_sizes(blocks: tuple[int, ...] | None, x: Any) -> None:
     if blocks is not None and sum(blocks) != x.shape[0]:
-        raise ValueError(
-            f"Invalid blocks: {blocks!r} sum to {sum(blocks)} (expected {x.shape[0]})"
-        )
+        raise ValueError(f"Invalid blocks: {blocks!r} sum to {sum(blocks)} (expected {x.shape[0]})")
 
 
 @dataclass(frozen=True)

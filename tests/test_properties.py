@@ -1,0 +1,215 @@
+"""Hypothesis properties of SPEC 3.1 / 3.2: identity scaling gives the base method,
+uniform-scale invariance, permutation equivariance, a coordinate whose gradient stops does
+not halt the others, monotone rule => d non-decreasing. Each has a planted-error twin that
+shows the property test can fail."""
+
+import math
+from types import SimpleNamespace
+
+import dadaptation
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import synthetic.strategies as sst
+import theory
+from tests.oracle import max_rel_dev, oracle_trajectory
+from tests.test_oracle_dadapt_sps import sps_equations
+from theory import optimizers as O
+from theory import scaling as S
+
+STEPS = 60
+# piecewise-linear families: no chaotic round-off amplification over STEPS steps
+PL = ("lad", "hinge", "hinge_l1", "max_affine", "l1_ball")
+NONNEG_PL = ("lad", "hinge", "hinge_l1")
+
+
+def close(a, b, rtol=1e-9):
+    return max_rel_dev(a, b) <= rtol
+
+
+@st.composite
+def problem_and_start(draw, families=PL):
+    p = draw(sst.problems(families=families, max_n=6, max_m=24))
+    return p, draw(sst.starting_points(p))
+
+
+# -- identity scaling reduces to the base method ------------------------------------------
+
+
+@given(problem_and_start(NONNEG_PL), st.sampled_from([0.5, 1.0]))
+def test_ps_sps_identity_is_sps(ps, c):
+    p, x0 = ps  # f >= 0 on these families, so f* = 0 is a valid lower bound
+    ours = theory.run(O.ps_sps(0.0, c=c, scaling=S.identity()), p, x0=x0, iters=STEPS).x
+    assert close(ours, sps_equations(p, x0, 0.0, c, math.inf, STEPS))
+
+
+@given(problem_and_start(), st.sampled_from([0.0, 0.5, 0.9]))
+def test_ps_dadapt_sgd_identity_is_dadaptation(ps, momentum):
+    p, x0 = ps
+    assume(np.any(p.grad(x0) != 0))  # the oracle divides by ||g_0|| (test_errors covers 0)
+    ours = theory.run(
+        O.ps_dadapt_sgd(momentum=momentum, scaling=S.identity()), p, x0=x0, iters=STEPS
+    ).x
+    ref = oracle_trajectory(lambda q: dadaptation.DAdaptSGD(q, momentum=momentum), p, x0, STEPS)
+    assert close(ours, ref)
+
+
+# -- uniform-scale invariance -------------------------------------------------------------
+
+T_VALUES = st.sampled_from([1e-3, 0.37, 3.0, 1e4])
+
+
+def _pair(make, rule, t, p, x0):
+    a = theory.run(make(rule), p, x0=x0, iters=STEPS)
+    b = theory.run(make(S.uniformly_scaled(rule, t)), p, x0=x0, iters=STEPS)
+    return a, b
+
+
+@given(problem_and_start(NONNEG_PL), sst.scaling_rules(), T_VALUES)
+def test_ps_sps_uniform_scale_invariance(ps, rule, t):
+    p, x0 = ps
+    a, b = _pair(lambda r: O.ps_sps(0.0, c=0.5, scaling=r), rule, t, p, x0)
+    assert close(a.x, b.x)
+
+
+@given(problem_and_start(), sst.scaling_rules(), T_VALUES)
+def test_ps_dadapt_sgd_uniform_scale_invariance(ps, rule, t):
+    p, x0 = ps
+    a, b = _pair(lambda r: O.ps_dadapt_sgd(scaling=r), rule, t, p, x0)
+    assert close(a.x, b.x)
+    np.testing.assert_allclose(b.info["d"], t * a.info["d"], rtol=1e-9)  # d is in scaled units
+
+
+def test_invariance_check_catches_a_scale_dependent_rule():
+    """Planted error: a step size that is not scale-free (eta_max caps the scaled step)."""
+    from synthetic import lad
+
+    p = lad(20, 5, 1.0, seed=0)
+    a, b = _pair(lambda r: O.ps_sps(0.0, eta_max=1e-3, scaling=r), S.adam(), 1e3, p, p.x0 + 1.0)
+    assert not close(a.x, b.x)
+
+
+# -- permutation equivariance -------------------------------------------------------------
+
+
+def permuted(problem, perm):
+    inv = np.argsort(perm)
+    return SimpleNamespace(
+        f=lambda x, idx=None: problem.f(x[inv], idx),
+        grad=lambda x, idx=None: problem.grad(x[inv], idx)[perm],
+        n=problem.n,
+        m=problem.m,
+        x0=problem.x0[perm],
+        name=problem.name + "[perm]",
+    )
+
+
+def _perm_case(make, ps, rule, seed):
+    p, x0 = ps
+    perm = np.random.default_rng(seed).permutation(p.n)
+    a = theory.run(make(rule), p, x0=x0, iters=STEPS)
+    b = theory.run(make(rule), permuted(p, perm), x0=x0[perm], iters=STEPS)
+    return a.x[:, perm], b.x
+
+
+@given(problem_and_start(NONNEG_PL), sst.scaling_rules(), st.integers(0, 1000))
+def test_ps_sps_permutation_equivariance(ps, rule, seed):
+    a, b = _perm_case(lambda r: O.ps_sps(0.0, scaling=r), ps, rule, seed)
+    assert close(a, b)
+
+
+@given(problem_and_start(), sst.scaling_rules(), st.integers(0, 1000))
+def test_ps_dadapt_sgd_permutation_equivariance(ps, rule, seed):
+    a, b = _perm_case(lambda r: O.ps_dadapt_sgd(scaling=r), ps, rule, seed)
+    assert close(a, b)
+
+
+def test_permutation_check_catches_a_position_dependent_rule():
+    """Planted error: LARS with two fixed blocks is not permutation-equivariant."""
+    from synthetic import lad
+
+    p = lad(20, 6, 1.0, seed=0)
+    ps = (p, p.x0 + np.arange(6.0))
+    a, b = _perm_case(lambda r: O.ps_sps(0.0, scaling=r), ps, S.lars(blocks=(2, 4)), 3)
+    assert not close(a, b)
+
+
+# -- a coordinate that converges early does not halt the others (PS-DA-SGD) ---------------
+
+
+def early_stopper(problem, j, margin=1e-9):
+    """``problem`` on all coordinates but j (its column zeroed), plus ``c max(0, x_j - t)``
+    with t just below x0_j: g_j != 0 for the first step(s), then exactly 0 for ever."""
+    A = problem.data["A"].copy()
+    A[:, j] = 0.0
+    b = problem.data["b"]
+    t = problem.x0[j] - margin
+
+    def f(x, idx=None):
+        return float(np.mean(np.abs(A @ x - b)) + max(0.0, x[j] - t))
+
+    def grad(x, idx=None):
+        g = A.T @ np.sign(A @ x - b) / A.shape[0]
+        g[j] = 1.0 if x[j] > t else 0.0
+        return g
+
+    return SimpleNamespace(f=f, grad=grad, n=problem.n, m=problem.m, x0=problem.x0, name="early")
+
+
+def _others_step(p, j, rule, **variant):
+    """min over k >= 50 of the other coordinates' median step lam_k / alpha_{k,i}**2,
+    relative to its value at k = 50 (after the stopped coordinate's gradient vanished)."""
+    traj = theory.run(O.ps_dadapt_sgd(scaling=rule, **variant), p, iters=400)
+    assert np.all(traj.grad[10:, j] == 0.0) and np.any(traj.grad[:10, j] != 0.0)
+    others = np.delete(np.arange(p.n), j)
+    step = np.median(traj.lr[:, None] / traj.alpha[:, others] ** 2, axis=1)
+    return float(np.min(step[50:]) / step[50])
+
+
+RULES_FOR_STOP = st.sampled_from([S.adam(beta2=0.9), S.adam(beta2=0.99), S.adam(), S.amsgrad()])
+
+
+@given(st.integers(0, 2**16), st.integers(3, 6), RULES_FOR_STOP)
+def test_zero_gradient_coordinate_does_not_halt_others(seed, n, rule):
+    from synthetic import lad
+
+    p = early_stopper(lad(30, n, 0.0, seed=seed), j=0)
+    assert _others_step(p, 0, rule) > 0.5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_naive_conversion_halts_training(seed):
+    """Planted error: the naive conversion of paper section 4.1 (``lam = d / ||g_0 /
+    alpha_k||``, no rho step) lets the stopped coordinate's alpha -> sqrt(eps) shrink the
+    others' step; the property above then fails (measured: 0.013-0.07 after 400 steps)."""
+    from synthetic import lad
+
+    p = early_stopper(lad(30, 4, 0.0, seed=seed), j=0)
+    naive = {"reference": "g0/alpha_k", "rescale": "none"}
+    assert _others_step(p, 0, S.adam(beta2=0.9), **naive) < 0.1
+
+
+# -- monotone rule => d non-decreasing (claim B1's hypothesis) -----------------------------
+
+
+@given(problem_and_start(), sst.scaling_rules(monotone_only=True))
+def test_d_non_decreasing_for_monotone_rules(ps, rule):
+    p, x0 = ps
+    d = theory.run(O.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=STEPS).info["d"]
+    assert np.all(np.diff(d) >= 0)
+
+
+def test_d_can_decrease_for_adam():
+    """The monotonicity test is not vacuous: under Adam scaling (non-monotone) d shrinks."""
+    from synthetic import logistic
+
+    p = logistic(40, 5, 0.0, seed=0)  # smooth: all gradients shrink, so alpha_k shrinks
+    d = theory.run(O.ps_dadapt_sgd(scaling=S.adam()), p, iters=200).info["d"]
+    assert np.any(np.diff(d) < 0)
+
+
+@pytest.mark.parametrize("rule", [S.adam(), S.rmsprop(), S.amsgrad(form="torch")])
+def test_scaling_rules_declare_non_monotone(rule):
+    assert rule.monotone is False
