@@ -258,6 +258,9 @@ class NesterovWorst(Problem):
 # -- constructors (SPEC section 9 names) -------------------------------------------------
 
 
+DERIVED = ("gamma", "mu", "lam")  # parameters computed from the others: kept out of names
+
+
 def _make(
     cls: type[Problem],
     family: str,
@@ -268,7 +271,8 @@ def _make(
     m: int,
     **extra: Any,
 ) -> Problem:
-    tag = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    shown = {k: v for k, v in params.items() if k not in DERIVED}
+    tag = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     return cls(
         name=f"{family}({tag})",
         family=family,

@@ -1,0 +1,1 @@
+"""Rate curves and learning-rate plots (issue: figures)."""

@@ -1,0 +1,1 @@
+"""paramscale: command-line entry points (``paramscale --help``)."""

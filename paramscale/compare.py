@@ -1,0 +1,118 @@
+"""The main job: every reference optimizer on the default suite, with the exact f*.
+
+Constant-step baselines get the step their textbook bound prescribes from the *true*
+distance to the solution (an oracle tuning no LR-free method has): SGD the step of claim
+C2, ``eta = D / (G sqrt(K))``; the coordinate-wise methods (Adam, AMSGrad, AdaGrad,
+RMSProp) ``lr = D_inf / sqrt(K)`` (AdaGrad: ``D_inf``, Duchi et al. 2011), with
+``D_inf = max |x0 - x*|``. The learning-rate-free methods get only ``f*`` (SPS) or nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import synthetic
+import theory
+from synthetic import Problem, Solution
+from theory import optimizers as O
+from theory import scaling as S
+
+MethodFactory = Callable[[Problem, Solution, int], object]
+
+
+def _sps_tol(sol: Solution) -> float:
+    return 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap  # certified accuracy of f*
+
+
+def _dist(p: Problem, sol: Solution) -> tuple[float, float]:
+    return float(np.linalg.norm(p.x0 - sol.x)), float(np.max(np.abs(p.x0 - sol.x)))
+
+
+METHODS: dict[str, MethodFactory] = {
+    "sgd(C2 step)": lambda p, s, K: O.sgd(lr=_dist(p, s)[0] / (p.lipschitz * math.sqrt(K))),
+    "adam": lambda p, s, K: O.adam(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "amsgrad": lambda p, s, K: O.amsgrad(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "adagrad": lambda p, s, K: O.adagrad(lr=_dist(p, s)[1]),
+    "rmsprop": lambda p, s, K: O.rmsprop(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "sps": lambda p, s, K: O.sps(s.f, f_star_tol=_sps_tol(s)),
+    "ps_sps[adam]": lambda p, s, K: O.ps_sps(s.f, scaling=S.adam(), f_star_tol=_sps_tol(s)),
+    "ps_sps[amsgrad]": lambda p, s, K: O.ps_sps(s.f, scaling=S.amsgrad(), f_star_tol=_sps_tol(s)),
+    "dadapt_sgd": lambda p, s, K: O.dadapt_sgd(),
+    "ps_dadapt_sgd[adam]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.adam()),
+    "ps_dadapt_sgd[amsgrad]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.amsgrad()),
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    problem: str
+    method: str
+    best_gap: float  # min_k f(x_k) - f*
+    final_gap: float  # f(x_K) - f*
+    diverged_at: int | None
+    accuracy: float  # certified accuracy of f*: gaps below it are not resolved
+
+
+def run_one(problem: Problem, sol: Solution, method: str, iters: int) -> Result:
+    opt = METHODS[method](problem, sol, iters)
+    acc = _sps_tol(sol)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            traj = theory.run(opt, problem, iters=iters)
+    except FloatingPointError as exc:  # a diverging method is a result, not a crash
+        step = int(str(exc).split("step ")[1].split(":")[0]) if "step " in str(exc) else -1
+        return Result(problem.name, method, math.inf, math.inf, step, acc)
+    h = traj.f - sol.f
+    return Result(problem.name, method, float(np.min(h)), float(h[-1]), None, acc)
+
+
+def compare(
+    problems: list[Problem], methods: list[str], iters: int, progress: bool = True
+) -> list[Result]:
+    results = []
+    for i, p in enumerate(problems):
+        sol = p.solve()
+        if progress:
+            print(f"[{i + 1}/{len(problems)}] {p.name}", file=sys.stderr, flush=True)
+        results += [run_one(p, sol, m, iters) for m in methods]
+    return results
+
+
+def _cell(r: Result) -> str:
+    if r.diverged_at is not None:
+        return f"div@{r.diverged_at}"
+    return f"<={r.accuracy:.0e}" if r.best_gap <= r.accuracy else f"{r.best_gap:.1e}"
+
+
+def format_table(results: list[Result], methods: list[str]) -> str:
+    rows: dict[str, dict[str, Result]] = {}
+    for r in results:
+        rows.setdefault(r.problem, {})[r.method] = r
+    width = max(len(p) for p in rows) + 1
+    cols = [max(len(m), 9) for m in methods]
+    head = "problem".ljust(width) + " ".join(m.rjust(c) for m, c in zip(methods, cols, strict=True))
+    lines = [head, "-" * len(head)]
+    for name, by_method in rows.items():
+        cells = " ".join(_cell(by_method[m]).rjust(c) for m, c in zip(methods, cols, strict=True))
+        lines.append(name.ljust(width) + cells)
+    return "\n".join(lines)
+
+
+def write_csv(results: list[Result], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["problem", "method", "best_gap", "final_gap", "diverged_at", "accuracy"])
+        for r in results:
+            w.writerow([r.problem, r.method, r.best_gap, r.final_gap, r.diverged_at, r.accuracy])
+
+
+def default_problems(quick: bool = False) -> list[Problem]:
+    return synthetic.suite(real_data=not quick)

@@ -1,0 +1,1 @@
+"""The paper's convergence claims as executable checks (issue: proofs_check)."""

@@ -1,0 +1,1 @@
+"""PyTorch optimizers mirroring ``theory`` (issue: torch_impl)."""
