@@ -26,26 +26,35 @@ def oracle_trajectory(
     steps: int,
     before_step: Callable[[torch.optim.Optimizer, int], None] | None = None,
     needs_loss: bool = False,
+    dtype: torch.dtype = torch.float64,
+    device: str = "cpu",
 ) -> np.ndarray:
+    """Run a torch optimizer on ``problem`` with NumPy (float64) gradients computed at its
+    own iterates; returns the (steps+1, n) trajectory as float64."""
     sizes = split(problem.n)
+    cuts = np.cumsum(sizes)[:-1]
     params = [
-        torch.nn.Parameter(torch.tensor(part, dtype=torch.float64))
-        for part in np.split(x0, np.cumsum(sizes)[:-1])
+        torch.nn.Parameter(torch.tensor(part, dtype=dtype, device=device))
+        for part in np.split(x0, cuts)
     ]
+
+    def current() -> np.ndarray:
+        return torch.cat([p.detach().double().cpu() for p in params]).numpy().copy()
+
     opt = make_oracle(params)
-    xs = [x0.copy()]
+    xs = [current()]
     for k in range(steps):
-        x = torch.cat([p.detach() for p in params]).numpy().copy()
+        x = current()
         g = problem.grad(x)
-        for p, part in zip(params, np.split(g, np.cumsum(sizes)[:-1]), strict=True):
-            p.grad = torch.tensor(part, dtype=torch.float64)
+        for p, part in zip(params, np.split(g, cuts), strict=True):
+            p.grad = torch.tensor(part, dtype=dtype, device=device)
         if before_step is not None:
             before_step(opt, k)
         if needs_loss:
             opt.step(loss=problem.f(x))
         else:
             opt.step()
-        xs.append(torch.cat([p.detach() for p in params]).numpy().copy())
+        xs.append(current())
     return np.array(xs)
 
 

@@ -148,7 +148,7 @@ class dadapt:
         check.positive("d0", self.d0)
         check.growth("growth_rate", self.growth_rate)
         check.choice("dhat", self.dhat, ("code", "paper"))
-        check.choice("rescale", self.rescale_mode, ("max", "none"))
+        check.choice("rescale", self.rescale_mode, ("max", "shrink", "none"))
         check.choice("reference", self.reference, ("max_alpha", "g0/alpha_k"))
 
     def init(self, x0: np.ndarray) -> DAdaptState:
@@ -157,6 +157,8 @@ class dadapt:
     def rescale(self, state: DAdaptState, rho: float) -> DAdaptState:
         if self.rescale_mode == "none":
             return state
+        if self.rescale_mode == "shrink":  # research variant: only ever shrink d
+            rho = min(rho, 1.0)
         # move scaled-space state to the new space (SPEC 3.2, "shrink d by the max scale ratio")
         return state._replace(d=state.d * rho, s=state.s * rho, numerator=state.numerator * rho**2)
 

@@ -1,1 +1,5 @@
-"""PyTorch optimizers mirroring ``theory`` (issue: torch_impl)."""
+"""PyTorch optimizers mirroring ``theory`` name for name (SPEC section 6)."""
+
+from torch_impl.optimizer import PSDASGD, PSSPS, ParameterScaled
+
+__all__ = ["ParameterScaled", "PSSPS", "PSDASGD"]

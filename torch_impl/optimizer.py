@@ -1,0 +1,477 @@
+"""``ParameterScaled``, ``PSSPS``, ``PSDASGD``: the theory combinator as torch optimizers.
+
+The same algorithm as ``theory.combinator.parameter_scaled`` (SPEC 3.1, 3.2, 9), on lists
+of tensors, with global reductions over every parameter of every group (one ``d`` for the
+whole model):
+
+    alpha_k  = scaling rule, per tensor (theory's rule objects, or their foreach versions)
+    rho_k    = max over all tensors of max(alpha_k / alpha_{k-1})     (dadapt only)
+    lam_k    = step-size rule on the global reductions, times the group's ``lr``
+    z_{k+1}  = z_k - lam_k * u_k,  u_k = mhat_k / alpha_k**2
+    x_{k+1}  = beta x_k + (1 - beta) z_{k+1}
+
+Conventions (README, "torch_impl"):
+- a group's ``lr`` multiplies the step-size rule's step: it is the schedule ``gamma_k``,
+  so ``torch.optim.lr_scheduler`` works unchanged;
+- scalar statistics (``d``, the numerator, ``||g_0||``, sums of squares, inner products)
+  are float64 tensors on the parameters' device, kept in ``optimizer.state["global"]``;
+- bfloat16 / float16 parameters keep their optimizer state in float32, with a float32
+  master copy ``z`` of the parameter (the parameter is its rounding);
+- one host synchronisation per step: the finiteness of the gradients (and of the loss,
+  and ``f >= f*`` for PS-SPS) is checked before anything is changed, so a refused step
+  leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
+  instead of raising (for use with GradScaler-style loops).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from theory import _validate as check
+from theory import scaling as S
+from theory.stepsize import constant, dadapt, polyak
+from torch_impl.foreach_rules import FOREACH
+
+Tensors = list[torch.Tensor]
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+F64 = torch.float64
+
+
+def _state_dtype(p: torch.Tensor) -> torch.dtype:
+    return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+
+
+class ParameterScaled(torch.optim.Optimizer):
+    """A step-size rule written for SGD, run in the space scaled by ``scaling``.
+
+    Args:
+        params: parameters or parameter groups (a group may set ``lr``, ``momentum``,
+            ``first_moment`` and ``scaling``).
+        step: a ``theory.stepsize`` rule object: ``constant(lr)``, ``polyak(f_star, c,
+            eta_max, f_star_tol)`` or ``dadapt(d0, growth_rate=..., dhat=...,
+            rescale_mode=..., reference=...)``. Its ``schedule`` must be None: in torch the
+            schedule is the group ``lr`` (use an LR scheduler).
+        scaling: a rule name (``"adam"``, ``"amsgrad"``, ``"adagrad"``, ``"rmsprop"``,
+            ``"identity"``, ``"lars"``, ``"lamb"``) or a rule object.
+        lr: the multiplier ``gamma_k`` of the step (default 1).
+        momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
+        first_moment: Adam's ``beta1`` for the direction (0: none).
+        foreach: use the multi-tensor path where the rule has one (default: yes).
+        skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        step: Any,
+        scaling: str | Any = "identity",
+        lr: float = 1.0,
+        momentum: float = 0.0,
+        first_moment: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        skip_nonfinite: bool = False,
+    ) -> None:
+        if not isinstance(step, (constant, polyak, dadapt)):
+            raise TypeError(
+                f"Invalid step: {step!r} (expected theory.stepsize.constant, polyak or dadapt)"
+            )
+        if getattr(step, "schedule", None) is not None:
+            raise ValueError(
+                "Invalid step: a schedule on the step rule (expected None: in torch the "
+                "schedule is the group lr; use torch.optim.lr_scheduler)"
+            )
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "first_moment": first_moment,
+            "scaling": S.by_name(scaling),
+        }
+        self.step_rule = step
+        self.foreach = foreach
+        self.skip_nonfinite = skip_nonfinite
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        check.non_negative("lr", group["lr"])
+        check.unit_interval("momentum", group["momentum"])
+        check.unit_interval("first_moment", group["first_moment"])
+        group["scaling"] = S.by_name(group["scaling"])
+        for p in group["params"]:
+            if p.is_complex():
+                raise TypeError(f"Invalid parameter: complex dtype {p.dtype} is not supported")
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    @property
+    def _global(self) -> dict[str, Any]:
+        return self.state["global"]
+
+    def _init_global(self, device: torch.device) -> None:
+        if "global" not in self.state:
+            z = torch.zeros((), dtype=F64, device=device)
+            self.state["global"] = {
+                "k": 0,
+                "d": z.clone(),
+                "numerator": z.clone(),
+                "g0_norm": z.clone(),
+                "dhat": z.clone(),
+                "lr": z.clone(),
+                "rho": z + 1.0,
+            }
+
+    def _needs_rho(self) -> bool:
+        return isinstance(self.step_rule, dadapt) and self.step_rule.rescale_mode != "none"
+
+    def _init_param(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        st = self.state[p]
+        if st:
+            return st
+        dt = _state_dtype(p)
+        x = p.detach().to(dt)
+        rule_state = group["scaling"].init(x)
+        if isinstance(rule_state, tuple):
+            for i, value in enumerate(rule_state):
+                st[f"scaling.{i}"] = value
+        else:
+            st["scaling"] = rule_state
+        if group["momentum"] > 0 or p.dtype in LOW_PRECISION:
+            st["z"] = x.clone()
+        if group["first_moment"] > 0:
+            st["m"] = torch.zeros_like(x)
+        if isinstance(self.step_rule, dadapt):
+            st["s"] = torch.zeros_like(x)
+            if self.step_rule.reference == "g0/alpha_k":
+                st["g0"] = torch.zeros_like(x)
+        return st
+
+    @staticmethod
+    def _rule_state(rule: Any, st: dict[str, Any], template: Any) -> Any:
+        if "scaling" in st:
+            return st["scaling"]
+        fields = [st[f"scaling.{i}"] for i in range(len(template))]
+        return type(template)._make(fields) if hasattr(template, "_make") else tuple(fields)
+
+    @staticmethod
+    def _store_rule_state(st: dict[str, Any], rule_state: Any) -> None:
+        if isinstance(rule_state, tuple):
+            for i, value in enumerate(rule_state):
+                st[f"scaling.{i}"] = value
+        else:
+            st["scaling"] = rule_state
+
+    # -- the step ------------------------------------------------------------------------
+    def _collect(self) -> list[tuple[dict[str, Any], Tensors, Tensors]]:
+        out = []
+        for gi, group in enumerate(self.param_groups):
+            ps, gs = [], []
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise TypeError(
+                        f"Sparse gradient for parameter {pi} of group {gi}: ParameterScaled "
+                        "needs dense gradients"
+                    )
+                if p.grad.is_complex():
+                    raise TypeError(f"Complex gradient for parameter {pi} of group {gi}")
+                ps.append(p)
+                gs.append(p.grad.detach().to(_state_dtype(p)))
+            if ps:
+                out.append((group, ps, gs))
+        return out
+
+    def _preflight(self, batches, loss: torch.Tensor | None) -> bool:
+        """One host sync: are gradients (and loss) finite, and is f >= f* - tol?"""
+        flags = [torch.stack([torch.isfinite(g).all() for g in gs]).all() for _, _, gs in batches]
+        finite = torch.stack(flags).all()
+        below = torch.zeros((), dtype=torch.bool, device=finite.device)
+        if loss is not None:
+            finite = finite & torch.isfinite(loss)
+        if isinstance(self.step_rule, polyak) and loss is not None:
+            below = (loss - self.step_rule.f_star) < -self.step_rule.f_star_tol
+        ok_finite, is_below = torch.stack([finite, below]).tolist()
+        k = self._global["k"]
+        if not ok_finite:
+            if self.skip_nonfinite:
+                return False
+            raise FloatingPointError(
+                f"Non-finite gradient or loss at step {k}: step refused, parameters and "
+                "state unchanged (skip_nonfinite=True skips such steps)"
+            )
+        if is_below:
+            raise ValueError(
+                f"Loss below f_star at step {k}: f = {float(loss)!r} < f_star = "
+                f"{self.step_rule.f_star!r} (f_star must be a lower bound of the loss)"
+            )
+        return True
+
+    def _alphas(self, group: dict[str, Any], ps: Tensors, gs: Tensors, k: int) -> Tensors:
+        rule = group["scaling"]
+        states = [self.state[p] for p in ps]
+        use_foreach = self.foreach is not False and type(rule) in FOREACH
+        if use_foreach:
+            alphas = FOREACH[type(rule)](rule, k, states, gs)
+            for st in states:
+                if "scaling.0" in st:
+                    st["scaling.0"] = k + 1
+            return alphas
+        alphas = []
+        for p, g, st in zip(ps, gs, states, strict=True):
+            x = p.detach().to(g.dtype)
+            template = rule.init(x[:0]) if "scaling" not in st else None
+            alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
+            self._store_rule_state(st, new_state)
+            alphas.append(alpha)
+        return alphas
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
+        """One step. PS-SPS needs the loss: pass ``closure`` or ``loss=`` (a float or a
+        0-dim tensor). Returns the loss."""
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        batches = self._collect()
+        if not batches:
+            return loss
+        device = batches[0][1][0].device
+        self._init_global(device)
+        if isinstance(self.step_rule, polyak) and loss is None:
+            raise ValueError(
+                f"PS-SPS needs the loss at step {self._global['k']}: pass step(closure) "
+                "or step(loss=...)"
+            )
+        f = None if loss is None else _loss_tensor(loss, device)
+        if not self._preflight(batches, f):
+            return loss
+        for group, ps, _ in batches:
+            for p in ps:
+                self._init_param(p, group)
+        self._update(batches, f)
+        return loss
+
+    def _update(self, batches, f: torch.Tensor | None) -> None:
+        glob = self._global
+        k = glob["k"]
+        alphas = [self._alphas(group, ps, gs, k) for group, ps, gs in batches]
+        zero = torch.zeros((), dtype=F64, device=glob["d"].device)
+        if self._needs_rho() and k > 0:  # rho_k = max(alpha_k / alpha_{k-1}), all tensors
+            ratios = []
+            for al, (_, ps, _) in zip(alphas, batches, strict=True):
+                prev = [self.state[p]["alpha_prev"] for p in ps]
+                ratios.append(torch.stack(torch._foreach_max(torch._foreach_div(al, prev))))
+            rho = torch.cat(ratios).max().to(F64)
+            glob["rho"] = rho
+            if self.step_rule.rescale_mode == "shrink":
+                rho = torch.clamp(rho, max=1.0)
+            glob["d"] = glob["d"] * rho
+            glob["numerator"] = glob["numerator"] * rho**2
+            for _, ps, _ in batches:
+                torch._foreach_mul_([self.state[p]["s"] for p in ps], rho)
+        scaled = [
+            torch._foreach_div(gs, al) for (_, _, gs), al in zip(batches, alphas, strict=True)
+        ]
+        lam = self._step_size(batches, alphas, scaled, f, k, zero)
+        glob["lr"] = lam
+        for (group, ps, gs), al in zip(batches, alphas, strict=True):
+            self._move(group, ps, gs, al, lam * group["lr"], k)
+            if self._needs_rho():
+                for p, a in zip(ps, al, strict=True):
+                    self.state[p]["alpha_prev"] = a
+        glob["k"] = k + 1
+
+    def _step_size(self, batches, alphas, scaled, f, k: int, zero: torch.Tensor) -> torch.Tensor:
+        rule = self.step_rule
+        if isinstance(rule, constant):
+            return zero + rule.lr
+        if isinstance(rule, polyak):
+            gsq = _sum_sq([t for ts in scaled for t in ts])  # ||g / alpha||^2, all tensors
+            h = f - rule.f_star
+            eta = torch.clamp(h / (rule.c * gsq), max=rule.eta_max)
+            return torch.where((h <= 0) | (gsq == 0), zero, eta)  # SPEC 3.1: no step at f*
+        return self._dadapt(batches, alphas, scaled, k, zero)
+
+    def _dadapt(self, batches, alphas, scaled, k: int, zero: torch.Tensor) -> torch.Tensor:
+        rule: dadapt = self.step_rule
+        glob = self._global
+        amax = torch.stack([torch.stack(torch._foreach_max(al)).max() for al in alphas]).max()
+        amax = amax.to(F64)
+        if k == 0:
+            glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
+        unset = glob["g0_norm"] == 0
+        gnorm = _sum_sq([g for _, _, gs in batches for g in gs]).sqrt()
+        glob["g0_norm"] = torch.where(unset, gnorm, glob["g0_norm"])
+        if rule.reference == "g0/alpha_k":
+            for _, ps, gs in batches:
+                for p, g in zip(ps, gs, strict=True):
+                    st = self.state[p]
+                    st["g0"] = torch.where(unset, g, st["g0"])
+        d, g0 = glob["d"], glob["g0_norm"]
+        if rule.reference == "max_alpha":
+            base = d * amax / torch.where(g0 > 0, g0, 1.0)  # ||g_0|| in the new space
+        else:
+            g0_scaled = [
+                torch._foreach_div([self.state[p]["g0"] for p in ps], al)
+                for (_, ps, _), al in zip(batches, alphas, strict=True)
+            ]
+            norm = _sum_sq([t for ts in g0_scaled for t in ts]).sqrt()
+            base = d / torch.where(norm > 0, norm, 1.0)
+        base = torch.where(g0 > 0, base, zero)
+        numerator = glob["numerator"]
+        for (group, ps, _), gp in zip(batches, scaled, strict=True):
+            lam = base * group["lr"]
+            ss = [self.state[p]["s"] for p in ps]
+            numerator = numerator + lam * _dot(gp, ss)  # N += lam <g', s>
+            torch._foreach_add_(ss, torch._foreach_mul(gp, lam))  # s += lam g'
+        s_norm = _sum_sq([self.state[p]["s"] for _, ps, _ in batches for p in ps]).sqrt()
+        factor = 2.0 if rule.dhat == "code" else 1.0
+        dhat = factor * numerator / torch.where(s_norm > 0, s_norm, 1.0)
+        moved = (base * max(group["lr"] for group, _, _ in batches) > 0) & (s_norm > 0)
+        glob["d"] = torch.where(
+            moved, torch.maximum(d, torch.minimum(dhat, d * rule.growth_rate)), d
+        )
+        glob["dhat"] = torch.where(moved, dhat, glob["dhat"])
+        glob["numerator"] = numerator
+        return base
+
+    def _move(self, group, ps: Tensors, gs: Tensors, alphas: Tensors, lam: torch.Tensor, k: int):
+        """z -= lam * mhat / alpha**2;  x = beta x + (1-beta) z."""
+        direction = gs
+        b1 = group["first_moment"]
+        if b1 > 0:
+            ms = [self.state[p]["m"] for p in ps]
+            torch._foreach_lerp_(ms, gs, 1 - b1)  # m = b1 m + (1-b1) g
+            direction = torch._foreach_div(ms, 1 - b1 ** (k + 1))
+        sq = torch._foreach_mul(alphas, alphas)
+        step = torch._foreach_div(direction, sq)
+        torch._foreach_mul_(step, -lam)
+        beta = group["momentum"]
+        with_z = [p for p in ps if "z" in self.state[p]]
+        if len(with_z) == len(ps):
+            zs = [self.state[p]["z"] for p in ps]
+            torch._foreach_add_(zs, step)
+            if beta == 0:
+                for p, z in zip(ps, zs, strict=True):
+                    p.copy_(z)
+            else:
+                xs = [p.detach().to(z.dtype) for p, z in zip(ps, zs, strict=True)]
+                torch._foreach_lerp_(xs, zs, 1 - beta)  # x = beta x + (1-beta) z
+                for p, x in zip(ps, xs, strict=True):
+                    p.copy_(x)
+        else:  # beta = 0 and full-precision: z is the parameter itself
+            torch._foreach_add_(list(ps), step)
+
+    # -- diagnostics and checkpoints -------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        """The global diagnostics as floats (one host sync): k, d, dhat, lr (the scaled-space
+        step lam_k of the last step, before the group lr), rho, g0_norm."""
+        if "global" not in self.state:
+            return {"k": 0}
+        g = self._global
+        out = {key: float(v) for key, v in g.items() if isinstance(v, torch.Tensor)}
+        out["k"] = g["k"]
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's loader casts every floating state tensor to its parameter's dtype; this
+        one restores the saved dtypes (float32 masters of bf16 parameters stay float32), so a
+        resumed run continues bit-identically."""
+        super().load_state_dict(state_dict)
+        saved_params = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for saved_id, p in zip(saved_params, params, strict=True):
+            saved = state_dict["state"].get(saved_id)
+            if not saved:
+                continue
+            for key, value in saved.items():
+                if isinstance(value, torch.Tensor) and value.dtype != self.state[p][key].dtype:
+                    self.state[p][key] = value.to(device=p.device).clone()
+        if "global" in self.state:
+            device = params[0].device
+            self.state["global"] = {
+                k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                for k, v in self.state["global"].items()
+            }
+
+
+def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
+    """The loss as a float64 0-dim tensor (a Python float is exact; a tensor keeps its value)."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"Invalid loss: shape {tuple(loss.shape)} (expected a scalar)")
+        return loss.detach().reshape(()).to(device=device, dtype=F64)
+    return torch.tensor(float(loss), dtype=F64, device=device)
+
+
+def _sum_sq(ts: Tensors) -> torch.Tensor:
+    """sum of squares over a list of tensors, accumulated in float64."""
+    norms = torch._foreach_norm(ts, 2, dtype=F64)
+    return torch.stack(norms).square().sum()
+
+
+def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
+    return torch.stack([torch.sum(x * y, dtype=F64) for x, y in zip(a, b, strict=True)]).sum()
+
+
+class PSSPS(ParameterScaled):
+    """PS-SPS (paper Alg. 1, SPEC 3.1): ``eta = min((f - f*)/(c ||g/alpha||^2), eta_max)``;
+    ``scaling="identity"`` is SPS. Needs the loss: ``step(closure)`` or ``step(loss=...)``."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        f_star: float = 0.0,
+        c: float = 0.5,
+        eta_max: float = math.inf,
+        scaling: str | Any = "adam",
+        lr: float = 1.0,
+        *,
+        f_star_tol: float = 0.0,
+        foreach: bool | None = None,
+        skip_nonfinite: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            polyak(f_star, c, eta_max, f_star_tol),
+            scaling,
+            lr,
+            foreach=foreach,
+            skip_nonfinite=skip_nonfinite,
+        )
+
+
+class PSDASGD(ParameterScaled):
+    """PS-DA-SGD (paper Alg. 2, restored in SPEC 3.2); ``scaling="identity"`` is D-Adapt
+    SGD (``dadaptation.DAdaptSGD``). Defaults are the paper's: Adam scaling, momentum 0.9."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        d0: float = 1e-6,
+        scaling: str | Any = "adam",
+        momentum: float = 0.9,
+        growth_rate: float = math.inf,
+        *,
+        dhat: str = "code",
+        rescale: str = "max",
+        reference: str = "max_alpha",
+        foreach: bool | None = None,
+        skip_nonfinite: bool = False,
+    ) -> None:
+        step = dadapt(d0, None, growth_rate, dhat, rescale, reference)
+        super().__init__(
+            params,
+            step,
+            scaling,
+            lr,
+            momentum,
+            foreach=foreach,
+            skip_nonfinite=skip_nonfinite,
+        )
