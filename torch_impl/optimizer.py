@@ -62,6 +62,11 @@ class ParameterScaled(torch.optim.Optimizer):
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
+        sharded: the parameters are split across the ranks of ``process_group`` (each rank
+            passes only its own shard): every global statistic (sums of squares, inner
+            products, maxima, the finite check) is all-reduced, so every rank computes the
+            unsharded step. Requires an initialised ``torch.distributed``.
+        process_group: the group to reduce over (default: the world).
     """
 
     def __init__(
@@ -75,7 +80,11 @@ class ParameterScaled(torch.optim.Optimizer):
         *,
         foreach: bool | None = None,
         skip_nonfinite: bool = False,
+        sharded: bool = False,
+        process_group: Any = None,
     ) -> None:
+        if sharded and not torch.distributed.is_initialized():
+            raise ValueError("Invalid sharded: True (expected an initialised torch.distributed)")
         if not isinstance(step, (constant, polyak, dadapt)):
             raise TypeError(
                 f"Invalid step: {step!r} (expected theory.stepsize.constant, polyak or dadapt)"
@@ -94,6 +103,8 @@ class ParameterScaled(torch.optim.Optimizer):
         self.step_rule = step
         self.foreach = foreach
         self.skip_nonfinite = skip_nonfinite
+        self.sharded = sharded
+        self.process_group = process_group
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -165,6 +176,23 @@ class ParameterScaled(torch.optim.Optimizer):
         else:
             st["scaling"] = rule_state
 
+    # -- global reductions: the one place that knows about sharding ----------------------
+    def _all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.sharded:
+            t = t.clone()
+            torch.distributed.all_reduce(t, torch.distributed.ReduceOp.SUM, self.process_group)
+        return t
+
+    def _all_max(self, t: torch.Tensor) -> torch.Tensor:
+        if self.sharded:
+            t = t.clone()
+            torch.distributed.all_reduce(t, torch.distributed.ReduceOp.MAX, self.process_group)
+        return t
+
+    def _sum_sq(self, ts: Tensors) -> torch.Tensor:
+        """sum of squares over all tensors (of all ranks), accumulated in float64."""
+        return self._all_sum(torch.stack(torch._foreach_norm(ts, 2, dtype=F64)).square().sum())
+
     # -- the step ------------------------------------------------------------------------
     def _collect(self) -> list[tuple[dict[str, Any], Tensors, Tensors]]:
         out = []
@@ -195,7 +223,10 @@ class ParameterScaled(torch.optim.Optimizer):
             finite = finite & torch.isfinite(loss)
         if isinstance(self.step_rule, polyak) and loss is not None:
             below = (loss - self.step_rule.f_star) < -self.step_rule.f_star_tol
-        ok_finite, is_below = torch.stack([finite, below]).tolist()
+        # bad = (any rank non-finite, any rank below f*): all ranks refuse or skip together
+        bad = self._all_max(torch.stack([~finite, below]).to(F64))
+        not_finite, is_below = (bad > 0).tolist()
+        ok_finite = not not_finite
         k = self._global["k"]
         if not ok_finite:
             if self.skip_nonfinite:
@@ -266,7 +297,7 @@ class ParameterScaled(torch.optim.Optimizer):
             for al, (_, ps, _) in zip(alphas, batches, strict=True):
                 prev = [self.state[p]["alpha_prev"] for p in ps]
                 ratios.append(torch.stack(torch._foreach_max(torch._foreach_div(al, prev))))
-            rho = torch.cat(ratios).max().to(F64)
+            rho = self._all_max(torch.cat(ratios).max().to(F64))
             glob["rho"] = rho
             if self.step_rule.rescale_mode == "shrink":
                 rho = torch.clamp(rho, max=1.0)
@@ -291,7 +322,7 @@ class ParameterScaled(torch.optim.Optimizer):
         if isinstance(rule, constant):
             return zero + rule.lr
         if isinstance(rule, polyak):
-            gsq = _sum_sq([t for ts in scaled for t in ts])  # ||g / alpha||^2, all tensors
+            gsq = self._sum_sq([t for ts in scaled for t in ts])  # ||g / alpha||^2, all tensors
             h = f - rule.f_star
             eta = torch.clamp(h / (rule.c * gsq), max=rule.eta_max)
             return torch.where((h <= 0) | (gsq == 0), zero, eta)  # SPEC 3.1: no step at f*
@@ -301,11 +332,11 @@ class ParameterScaled(torch.optim.Optimizer):
         rule: dadapt = self.step_rule
         glob = self._global
         amax = torch.stack([torch.stack(torch._foreach_max(al)).max() for al in alphas]).max()
-        amax = amax.to(F64)
+        amax = self._all_max(amax.to(F64))
         if k == 0:
             glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
         unset = glob["g0_norm"] == 0
-        gnorm = _sum_sq([g for _, _, gs in batches for g in gs]).sqrt()
+        gnorm = self._sum_sq([g for _, _, gs in batches for g in gs]).sqrt()
         glob["g0_norm"] = torch.where(unset, gnorm, glob["g0_norm"])
         if rule.reference == "g0/alpha_k":
             for _, ps, gs in batches:
@@ -320,16 +351,17 @@ class ParameterScaled(torch.optim.Optimizer):
                 torch._foreach_div([self.state[p]["g0"] for p in ps], al)
                 for (_, ps, _), al in zip(batches, alphas, strict=True)
             ]
-            norm = _sum_sq([t for ts in g0_scaled for t in ts]).sqrt()
+            norm = self._sum_sq([t for ts in g0_scaled for t in ts]).sqrt()
             base = d / torch.where(norm > 0, norm, 1.0)
         base = torch.where(g0 > 0, base, zero)
-        numerator = glob["numerator"]
+        increment = zero.clone()
         for (group, ps, _), gp in zip(batches, scaled, strict=True):
             lam = base * group["lr"]
             ss = [self.state[p]["s"] for p in ps]
-            numerator = numerator + lam * _dot(gp, ss)  # N += lam <g', s>
+            increment = increment + lam * _dot(gp, ss)  # N += lam <g', s>
             torch._foreach_add_(ss, torch._foreach_mul(gp, lam))  # s += lam g'
-        s_norm = _sum_sq([self.state[p]["s"] for _, ps, _ in batches for p in ps]).sqrt()
+        numerator = glob["numerator"] + self._all_sum(increment)
+        s_norm = self._sum_sq([self.state[p]["s"] for _, ps, _ in batches for p in ps]).sqrt()
         factor = 2.0 if rule.dhat == "code" else 1.0
         dhat = factor * numerator / torch.where(s_norm > 0, s_norm, 1.0)
         moved = (base * max(group["lr"] for group, _, _ in batches) > 0) & (s_norm > 0)
@@ -409,19 +441,14 @@ def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
     return torch.tensor(float(loss), dtype=F64, device=device)
 
 
-def _sum_sq(ts: Tensors) -> torch.Tensor:
-    """sum of squares over a list of tensors, accumulated in float64."""
-    norms = torch._foreach_norm(ts, 2, dtype=F64)
-    return torch.stack(norms).square().sum()
-
-
 def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
     return torch.stack([torch.sum(x * y, dtype=F64) for x, y in zip(a, b, strict=True)]).sum()
 
 
 class PSSPS(ParameterScaled):
     """PS-SPS (paper Alg. 1, SPEC 3.1): ``eta = min((f - f*)/(c ||g/alpha||^2), eta_max)``;
-    ``scaling="identity"`` is SPS. Needs the loss: ``step(closure)`` or ``step(loss=...)``."""
+    ``scaling="identity"`` is SPS. Needs the loss: ``step(closure)`` or ``step(loss=...)``.
+    ``options``: ``foreach``, ``skip_nonfinite``, ``sharded``, ``process_group``."""
 
     def __init__(
         self,
@@ -433,22 +460,16 @@ class PSSPS(ParameterScaled):
         lr: float = 1.0,
         *,
         f_star_tol: float = 0.0,
-        foreach: bool | None = None,
-        skip_nonfinite: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            params,
-            polyak(f_star, c, eta_max, f_star_tol),
-            scaling,
-            lr,
-            foreach=foreach,
-            skip_nonfinite=skip_nonfinite,
-        )
+        super().__init__(params, polyak(f_star, c, eta_max, f_star_tol), scaling, lr, **options)
 
 
 class PSDASGD(ParameterScaled):
     """PS-DA-SGD (paper Alg. 2, restored in SPEC 3.2); ``scaling="identity"`` is D-Adapt
-    SGD (``dadaptation.DAdaptSGD``). Defaults are the paper's: Adam scaling, momentum 0.9."""
+    SGD (``dadaptation.DAdaptSGD``). Defaults are the paper's: Adam scaling, momentum 0.9.
+    ``rescale="shrink"`` is the research variant ``d *= min(1, rho_k)`` (README findings).
+    ``options``: ``foreach``, ``skip_nonfinite``, ``sharded``, ``process_group``."""
 
     def __init__(
         self,
@@ -462,16 +483,7 @@ class PSDASGD(ParameterScaled):
         dhat: str = "code",
         rescale: str = "max",
         reference: str = "max_alpha",
-        foreach: bool | None = None,
-        skip_nonfinite: bool = False,
+        **options: Any,
     ) -> None:
         step = dadapt(d0, None, growth_rate, dhat, rescale, reference)
-        super().__init__(
-            params,
-            step,
-            scaling,
-            lr,
-            momentum,
-            foreach=foreach,
-            skip_nonfinite=skip_nonfinite,
-        )
+        super().__init__(params, step, scaling, lr, momentum, **options)
