@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,75 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from proofs_check import CLAIMS
+    from proofs_check import runner as R
+    from proofs_check import search as SE
+
+    if args.case:
+        try:
+            case = SE.SearchCase.from_json(args.case)
+        except ValueError as exc:
+            print(f"paramscale check: {exc}", file=sys.stderr)
+            return 2
+        res = SE.evaluate(case)
+        if res is None:
+            print(f"claim {case.claim} does not apply to this case")
+            return 2
+        print(json.dumps(res.as_dict(), indent=1, default=str))
+        return 0 if res.holds or CLAIMS[case.claim].kind == "conjecture" else 1
+    if args.search:
+        if args.search not in CLAIMS:
+            print(
+                f"paramscale check: unknown claim {args.search!r}; known: {list(CLAIMS)}",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"searching for a counterexample to {args.search} ({args.examples} examples)...",
+            file=sys.stderr,
+        )
+        found = SE.search(args.search, max_examples=args.examples, iters=args.iters)
+        if found is None:
+            print(f"no counterexample to {args.search} in {args.examples} examples")
+            return 0
+        print(SE.describe(*found))
+        return 1 if CLAIMS[args.search].kind == "theorem" else 0
+    claims = list(CLAIMS) if not args.claims else args.claims.split(",")
+    unknown = [c for c in claims if c not in CLAIMS]
+    if unknown:
+        print(
+            f"paramscale check: unknown claim(s) {unknown}; known: {list(CLAIMS)}", file=sys.stderr
+        )
+        return 2
+    t0 = time.perf_counter()
+    problems = R.default_problems(args.quick)
+    print(
+        f"checking {len(claims)} claims on {len(problems)} problems x {len(R.RULES)} rules, "
+        f"{args.iters} steps per run",
+        file=sys.stderr,
+    )
+    records = R.sweep(problems, args.iters, claims, progress=not args.no_progress)
+    rows = R.summarize(records)
+    print(R.format_table(rows))
+    failures = R.theorem_failures(records)
+    elapsed = time.perf_counter() - t0
+    meta = {
+        "iters": args.iters,
+        "quick": args.quick,
+        "claims": claims,
+        "seconds": elapsed,
+        "theorem_failures": len(failures),
+        "checks": len(records),
+    }
+    R.write_report(records, rows, Path(args.report), meta)
+    print(
+        f"{len(records)} checks in {elapsed:.1f} s; {len(failures)} theorem failures; "
+        f"report: {args.report}"
+    )
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paramscale",
@@ -52,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default="", help="also write the results to this CSV file")
     p.add_argument("--no-progress", action="store_true", help="no per-problem progress lines")
     p.set_defaults(func=_compare)
+
+    c = sub.add_parser(
+        "check",
+        help="check the paper's convergence claims on the synthetic suite",
+        description="Evaluate every applicable claim of SPEC section 4 (A1-A6, B1-B5, C1, C2, "
+        "L1) on the default suite and print a table (claim x family: checks that hold / "
+        "worst relative margin / median tightness = bound/observed). Exit status 1 when a "
+        "theorem fails; conjectures (marked *) are measured and reported.",
+    )
+    c.add_argument("--quick", action="store_true", help="a subset (one seed, no real data)")
+    c.add_argument("--iters", type=int, default=200, help="steps per run (default 200)")
+    c.add_argument("--claims", default="", help="comma-separated subset of claim ids")
+    c.add_argument("--report", default="reports/check.json", help="JSON report path")
+    c.add_argument("--no-progress", action="store_true", help="no progress lines")
+    c.add_argument(
+        "--search",
+        default="",
+        metavar="CLAIM",
+        help="search for a counterexample to CLAIM with hypothesis instead",
+    )
+    c.add_argument("--examples", type=int, default=200, help="examples for --search")
+    c.add_argument("--case", default="", metavar="JSON", help="re-run one case printed by --search")
+    c.set_defaults(func=_check)
     return parser
 
 

@@ -1,1 +1,6 @@
-"""The paper's convergence claims as executable checks (issue: proofs_check)."""
+"""The paper's convergence claims (SPEC section 4) as executable checks."""
+
+from proofs_check.claims import CLAIMS, Claim, Result, check
+from proofs_check.runner import sweep
+
+__all__ = ["CLAIMS", "Claim", "Result", "check", "sweep"]

@@ -3,6 +3,7 @@
 from synthetic.families import (
     breast_cancer_hinge,
     diabetes_lad,
+    from_params,
     hinge,
     huber,
     l1_ball,
@@ -30,6 +31,7 @@ __all__ = [
     "nesterov_worst",
     "diabetes_lad",
     "breast_cancer_hinge",
+    "from_params",
 ]
 
 

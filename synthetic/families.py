@@ -427,3 +427,28 @@ def breast_cancer_hinge() -> Problem:
     return _make(
         Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], _mean_abs_bound(A), A.shape[0]
     )
+
+
+def from_params(family: str, params: dict[str, Any]) -> Problem:
+    """Rebuild a problem from its ``family`` and ``params`` (e.g. a printed counterexample)."""
+    import inspect
+
+    if params.get("dataset") == "diabetes":
+        return diabetes_lad()
+    if params.get("dataset") == "breast_cancer":
+        return breast_cancer_hinge()
+    makers = {
+        "lad": lad,
+        "hinge": hinge,
+        "hinge_l1": hinge,
+        "max_affine": max_affine,
+        "huber": huber,
+        "logistic": logistic,
+        "l1_ball": l1_ball,
+        "nesterov_worst": nesterov_worst,
+    }
+    if family not in makers:
+        raise ValueError(f"Invalid family: {family!r} (expected one of {tuple(makers)})")
+    make = makers[family]
+    accepted = inspect.signature(make).parameters
+    return make(**{k: v for k, v in params.items() if k in accepted})
