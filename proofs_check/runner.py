@@ -193,7 +193,7 @@ def _measured_summary(rs: list[Record]) -> dict[str, float]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'claim':5} {'kind':10} {'family':15} {'holds':>9} {'worst margin':>13} {'tightness':>10}"
+        f"{'claim':6} {'kind':10} {'family':15} {'holds':>9} {'worst margin':>13} {'tightness':>10}"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
@@ -202,7 +202,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             holds += "*"
         margin = "" if not np.isfinite(row["worst_margin"]) else f"{row['worst_margin']:.1e}"
         tight = "" if not np.isfinite(row["median_tightness"]) else f"{row['median_tightness']:.3g}"
-        line = f"{row['claim']:5} {row['kind']:10} {row['family']:15} {holds:>9} {margin:>13} {tight:>10}"
+        line = f"{row['claim']:6} {row['kind']:10} {row['family']:15} {holds:>9} "
+        line += f"{margin:>13} {tight:>10}"
         if row["kind"] == "conjecture" and row["measured"]:
             line += "  " + ", ".join(f"{k}={v:.3g}" for k, v in row["measured"].items())
         elif row["failures"]:
