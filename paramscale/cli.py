@@ -103,6 +103,36 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from paramscale import bench as B
+
+    try:
+        sizes = [int(float(v.rstrip("Mm")) * 1e6) for v in args.sizes.split(",")]
+    except ValueError:
+        print(f"paramscale bench: invalid --sizes {args.sizes!r} (expected e.g. 1M,10M)",
+              file=sys.stderr)
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("paramscale bench: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(torch.get_num_threads())
+    print(f"step time on {args.device}, {args.warmup} warm-up + {args.repeats} timed steps, "
+          f"float32, ~100 tensors (torch {torch.__version__}, {torch.get_num_threads()} threads)",
+          file=sys.stderr)
+    names = args.optimizers.split(",") if args.optimizers else None
+    results = B.run(sizes, args.device, args.warmup, args.repeats, names,
+                    Path(args.csv) if args.csv else None)
+    print(B.format_table(results))
+    if not args.skip_reference:
+        print(f"NumPy reference: {B.numpy_throughput():,.0f} steps/s on the default suite")
+        print(f"claim sweep (paramscale check, full): {B.sweep_seconds():.1f} s")
+    if args.csv:
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paramscale",
@@ -145,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--examples", type=int, default=200, help="examples for --search")
     c.add_argument("--case", default="", metavar="JSON", help="re-run one case printed by --search")
     c.set_defaults(func=_check)
+
+    b = sub.add_parser(
+        "bench",
+        help="optimizer step time and memory, claim-sweep time, NumPy throughput",
+        description="Time one optimizer step (median and min-max over repeats after "
+        "warm-up) for PSDASGD and PSSPS (foreach and per-tensor paths), Adam (foreach, "
+        "fused), DAdaptAdam and Prodigy, with state memory in parameter-sized buffers; then "
+        "the NumPy reference throughput and the full claim sweep's wall time.",
+    )
+    b.add_argument("--sizes", default="1M,10M,50M", help="model sizes (default 1M,10M,50M)")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--optimizers", default="", help="comma-separated subset")
+    b.add_argument("--csv", default="reports/bench.csv", help="CSV path ('' for none)")
+    b.add_argument("--skip-reference", action="store_true",
+                   help="skip the NumPy throughput and claim-sweep timings")
+    b.set_defaults(func=_bench)
     return parser
 
 

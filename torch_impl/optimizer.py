@@ -38,6 +38,7 @@ from torch_impl.foreach_rules import FOREACH
 
 Tensors = list[torch.Tensor]
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
 
 
@@ -190,8 +191,11 @@ class ParameterScaled(torch.optim.Optimizer):
         return t
 
     def _sum_sq(self, ts: Tensors) -> torch.Tensor:
-        """sum of squares over all tensors (of all ranks), accumulated in float64."""
-        return self._all_sum(torch.stack(torch._foreach_norm(ts, 2, dtype=F64)).square().sum())
+        """sum of squares over all tensors (of all ranks). Each tensor's norm is reduced by
+        ATen (which accumulates float32 in double on CPU, float on CUDA) without copying the
+        tensor to float64; the per-tensor results are combined in float64."""
+        norms = torch.stack(torch._foreach_norm(ts, 2)).to(F64)
+        return self._all_sum(norms.square().sum())
 
     # -- the step ------------------------------------------------------------------------
     def _collect(self) -> list[tuple[dict[str, Any], Tensors, Tensors]]:
@@ -215,9 +219,13 @@ class ParameterScaled(torch.optim.Optimizer):
         return out
 
     def _preflight(self, batches, loss: torch.Tensor | None) -> bool:
-        """One host sync: are gradients (and loss) finite, and is f >= f* - tol?"""
-        flags = [torch.stack([torch.isfinite(g).all() for g in gs]).all() for _, _, gs in batches]
-        finite = torch.stack(flags).all()
+        """One host sync: are gradients (and loss) finite, and is f >= f* - tol? A gradient
+        norm is non-finite exactly when an entry is (ATen accumulates float32 squares in
+        double, so no finite float32 gradient overflows); one pass, and the squared norms
+        are kept as ``||g||^2`` for D-Adaptation's ``||g_0||``."""
+        sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square().sum() for _, _, gs in batches]
+        self._grad_sq = torch.stack(sq).sum()
+        finite = torch.isfinite(self._grad_sq)
         below = torch.zeros((), dtype=torch.bool, device=finite.device)
         if loss is not None:
             finite = finite & torch.isfinite(loss)
@@ -225,8 +233,10 @@ class ParameterScaled(torch.optim.Optimizer):
             below = (loss - self.step_rule.f_star) < -self.step_rule.f_star_tol
         # bad = (any rank non-finite, any rank below f*): all ranks refuse or skip together
         bad = self._all_max(torch.stack([~finite, below]).to(F64))
-        not_finite, is_below = (bad > 0).tolist()
+        unset = (self._global["g0_norm"] == 0).to(F64).reshape(1)
+        not_finite, is_below, g0_unset = (torch.cat([bad, unset]) > 0).tolist()
         ok_finite = not not_finite
+        self._g0_unset = bool(g0_unset)
         k = self._global["k"]
         if not ok_finite:
             if self.skip_nonfinite:
@@ -242,16 +252,8 @@ class ParameterScaled(torch.optim.Optimizer):
             )
         return True
 
-    def _alphas(self, group: dict[str, Any], ps: Tensors, gs: Tensors, k: int) -> Tensors:
-        rule = group["scaling"]
-        states = [self.state[p] for p in ps]
-        use_foreach = self.foreach is not False and type(rule) in FOREACH
-        if use_foreach:
-            alphas = FOREACH[type(rule)](rule, k, states, gs)
-            for st in states:
-                if "scaling.0" in st:
-                    st["scaling.0"] = k + 1
-            return alphas
+    def _rule_per_tensor(self, rule: Any, ps: Tensors, gs: Tensors, states: list[dict]) -> Tensors:
+        """The generic path: theory's rule object on each tensor (array API)."""
         alphas = []
         for p, g, st in zip(ps, gs, states, strict=True):
             x = p.detach().to(g.dtype)
@@ -260,6 +262,64 @@ class ParameterScaled(torch.optim.Optimizer):
             self._store_rule_state(st, new_state)
             alphas.append(alpha)
         return alphas
+
+    def _chunks(self, group: dict[str, Any], ps: Tensors, gs: Tensors):
+        """(fast, chunks). The fast path runs the foreach kernels on the whole list on CUDA
+        (one launch per op) and on one tensor at a time on the CPU, where list-at-a-time
+        temporaries cost a page fault per fresh page (measured: 4x slower at 10M params)."""
+        fast = self.foreach is not False and type(group["scaling"]) in FOREACH
+        if fast and ps[0].is_cuda:
+            return fast, [(ps, gs)]
+        budget = CPU_CHUNK if fast else 1  # elements per chunk; generic path: per tensor
+        chunks, start, size = [], 0, 0
+        for i, p in enumerate(ps):
+            size += p.numel()
+            if size >= budget or i == len(ps) - 1:
+                chunks.append((ps[start : i + 1], gs[start : i + 1]))
+                start, size = i + 1, 0
+        return fast, chunks
+
+    def _sweep_rule(self, batches, k: int, g0_unset: bool) -> dict[str, list[torch.Tensor]]:
+        """Sweep 1: the scaling rule (alpha_k stored in state["alpha"]) and the partial
+        reductions the step-size rule needs, chunk by chunk."""
+        rule_is = self.step_rule
+        rho_needed = self._needs_rho() and k > 0
+        part: dict[str, list[torch.Tensor]] = {}
+
+        def add(key: str, value: torch.Tensor) -> None:
+            part.setdefault(key, []).append(value.to(F64))
+
+        for group, ps, gs in batches:
+            fast, chunks = self._chunks(group, ps, gs)
+            for cp, cg in chunks:
+                sts = [self.state[p] for p in cp]
+                if fast:
+                    alphas = FOREACH[type(group["scaling"])](group["scaling"], k, sts, cg)
+                    for st in sts:
+                        if "scaling.0" in st:
+                            st["scaling.0"] = k + 1
+                else:
+                    alphas = self._rule_per_tensor(group["scaling"], cp, cg, sts)
+                if rho_needed:  # rho_k = max(alpha_k / alpha_{k-1})
+                    prev = [st["alpha"] for st in sts]
+                    add(
+                        "ratio",
+                        torch.stack(torch._foreach_max(torch._foreach_div(alphas, prev))).max(),
+                    )
+                if isinstance(rule_is, polyak):
+                    gp = torch._foreach_div(cg, alphas)  # g' = g / alpha
+                    add("gsq", torch.stack(torch._foreach_norm(gp)).square().sum())
+                elif isinstance(rule_is, dadapt):
+                    add("amax", torch.stack(torch._foreach_max(alphas)).max())
+                    if rule_is.reference == "g0/alpha_k":
+                        if g0_unset:
+                            for st, g in zip(sts, cg, strict=True):
+                                st["g0"] = g.clone()
+                        g0s = torch._foreach_div([st["g0"] for st in sts], alphas)
+                        add("g0s", torch.stack(torch._foreach_norm(g0s)).square().sum())
+                for st, a in zip(sts, alphas, strict=True):
+                    st["alpha"] = a
+        return part
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
@@ -284,120 +344,127 @@ class ParameterScaled(torch.optim.Optimizer):
         for group, ps, _ in batches:
             for p in ps:
                 self._init_param(p, group)
-        self._update(batches, f)
+        self._update(batches, f, self._g0_unset)
         return loss
 
-    def _update(self, batches, f: torch.Tensor | None) -> None:
+    def _update(self, batches, f: torch.Tensor | None, g0_unset: bool) -> None:
         glob = self._global
         k = glob["k"]
-        alphas = [self._alphas(group, ps, gs, k) for group, ps, gs in batches]
+        part = self._sweep_rule(batches, k, g0_unset)
         zero = torch.zeros((), dtype=F64, device=glob["d"].device)
-        if self._needs_rho() and k > 0:  # rho_k = max(alpha_k / alpha_{k-1}), all tensors
-            ratios = []
-            for al, (_, ps, _) in zip(alphas, batches, strict=True):
-                prev = [self.state[p]["alpha_prev"] for p in ps]
-                ratios.append(torch.stack(torch._foreach_max(torch._foreach_div(al, prev))))
-            rho = self._all_max(torch.cat(ratios).max().to(F64))
-            glob["rho"] = rho
-            if self.step_rule.rescale_mode == "shrink":
-                rho = torch.clamp(rho, max=1.0)
-            glob["d"] = glob["d"] * rho
-            glob["numerator"] = glob["numerator"] * rho**2
-            for _, ps, _ in batches:
-                torch._foreach_mul_([self.state[p]["s"] for p in ps], rho)
-        scaled = [
-            torch._foreach_div(gs, al) for (_, _, gs), al in zip(batches, alphas, strict=True)
-        ]
-        lam = self._step_size(batches, alphas, scaled, f, k, zero)
-        glob["lr"] = lam
-        for (group, ps, gs), al in zip(batches, alphas, strict=True):
-            self._move(group, ps, gs, al, lam * group["lr"], k)
-            if self._needs_rho():
-                for p, a in zip(ps, al, strict=True):
-                    self.state[p]["alpha_prev"] = a
-        glob["k"] = k + 1
 
-    def _step_size(self, batches, alphas, scaled, f, k: int, zero: torch.Tensor) -> torch.Tensor:
+        def total(key: str) -> torch.Tensor:
+            return self._all_sum(torch.stack(part[key]).sum()) if key in part else zero
+
+        def largest(key: str) -> torch.Tensor:
+            return self._all_max(torch.stack(part[key]).max()) if key in part else zero + 1.0
+
+        rho = largest("ratio")
+        glob["rho"] = rho
         rule = self.step_rule
         if isinstance(rule, constant):
-            return zero + rule.lr
-        if isinstance(rule, polyak):
-            gsq = self._sum_sq([t for ts in scaled for t in ts])  # ||g / alpha||^2, all tensors
+            base = zero + rule.lr
+        elif isinstance(rule, polyak):
+            gsq = total("gsq")  # ||g / alpha||^2 over all tensors
             h = f - rule.f_star
             eta = torch.clamp(h / (rule.c * gsq), max=rule.eta_max)
-            return torch.where((h <= 0) | (gsq == 0), zero, eta)  # SPEC 3.1: no step at f*
-        return self._dadapt(batches, alphas, scaled, k, zero)
+            base = torch.where((h <= 0) | (gsq == 0), zero, eta)  # SPEC 3.1: no step at f*
+        else:
+            base = self._dadapt_lam(k, rho, largest("amax"), total, g0_unset, zero)
+        glob["lr"] = base
+        s_sq, dot = self._sweep_move(batches, base, rho, k)
+        if isinstance(rule, dadapt):
+            self._dadapt_finish(batches, s_sq, dot)
+        glob["k"] = k + 1
 
-    def _dadapt(self, batches, alphas, scaled, k: int, zero: torch.Tensor) -> torch.Tensor:
+    def _dadapt_lam(self, k, rho, amax, total, g0_unset: bool, zero) -> torch.Tensor:
         rule: dadapt = self.step_rule
         glob = self._global
-        amax = torch.stack([torch.stack(torch._foreach_max(al)).max() for al in alphas]).max()
-        amax = self._all_max(amax.to(F64))
+        if rule.rescale_mode == "shrink":
+            rho = torch.clamp(rho, max=1.0)
+        if rule.rescale_mode != "none":  # move the scaled-space state to the new space
+            glob["d"] = glob["d"] * rho
+            glob["numerator"] = glob["numerator"] * rho**2
+        self._rho_s = rho if rule.rescale_mode != "none" else zero + 1.0  # applied to s
         if k == 0:
             glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
-        unset = glob["g0_norm"] == 0
-        gnorm = self._sum_sq([g for _, _, gs in batches for g in gs]).sqrt()
-        glob["g0_norm"] = torch.where(unset, gnorm, glob["g0_norm"])
-        if rule.reference == "g0/alpha_k":
-            for _, ps, gs in batches:
-                for p, g in zip(ps, gs, strict=True):
-                    st = self.state[p]
-                    st["g0"] = torch.where(unset, g, st["g0"])
+        if g0_unset:
+            glob["g0_norm"] = self._all_sum(self._grad_sq).sqrt()
         d, g0 = glob["d"], glob["g0_norm"]
         if rule.reference == "max_alpha":
             base = d * amax / torch.where(g0 > 0, g0, 1.0)  # ||g_0|| in the new space
         else:
-            g0_scaled = [
-                torch._foreach_div([self.state[p]["g0"] for p in ps], al)
-                for (_, ps, _), al in zip(batches, alphas, strict=True)
-            ]
-            norm = self._sum_sq([t for ts in g0_scaled for t in ts]).sqrt()
+            norm = total("g0s").sqrt()
             base = d / torch.where(norm > 0, norm, 1.0)
-        base = torch.where(g0 > 0, base, zero)
-        increment = zero.clone()
-        for (group, ps, _), gp in zip(batches, scaled, strict=True):
+        return torch.where(g0 > 0, base, zero)
+
+    def _sweep_move(self, batches, base: torch.Tensor, rho: torch.Tensor, k: int) -> torch.Tensor:
+        """Sweep 2: s = rho s + lam g' (D-Adaptation), then z -= lam mhat / alpha**2 and
+        x = beta x + (1 - beta) z. Returns the partial ||s||^2 (dadapt) or 0."""
+        is_dadapt = isinstance(self.step_rule, dadapt)
+        s_parts, dots = [], []
+        for group, ps, gs in batches:
             lam = base * group["lr"]
-            ss = [self.state[p]["s"] for p in ps]
-            increment = increment + lam * _dot(gp, ss)  # N += lam <g', s>
-            torch._foreach_add_(ss, torch._foreach_mul(gp, lam))  # s += lam g'
-        numerator = glob["numerator"] + self._all_sum(increment)
-        s_norm = self._sum_sq([self.state[p]["s"] for _, ps, _ in batches for p in ps]).sqrt()
+            _, chunks = self._chunks(group, ps, gs)
+            for cp, cg in chunks:
+                sts = [self.state[p] for p in cp]
+                alphas = [st["alpha"] for st in sts]
+                u = torch._foreach_div(cg, alphas)  # g' = g / alpha
+                if is_dadapt:
+                    ss = [st["s"] for st in sts]
+                    dots.append(lam * _dot(u, ss))  # lam <g', s_{k-1}> (times rho below)
+                    if k > 0:
+                        torch._foreach_mul_(ss, self._rho_s)
+                    torch._foreach_add_(ss, torch._foreach_mul(u, lam))  # s += lam g'
+                    s_parts.append(torch.stack(torch._foreach_norm(ss)).to(F64).square().sum())
+                b1 = group["first_moment"]
+                if b1 > 0:
+                    ms = [st["m"] for st in sts]
+                    torch._foreach_lerp_(ms, cg, 1 - b1)  # m = b1 m + (1-b1) g
+                    u = torch._foreach_div(ms, 1 - b1 ** (k + 1))
+                    torch._foreach_div_(u, alphas)
+                torch._foreach_div_(u, alphas)  # u = mhat / alpha**2
+                torch._foreach_mul_(u, -lam)
+                self._apply(group, cp, sts, u)
+        if not s_parts:
+            return base * 0, base * 0
+        return torch.stack(s_parts).sum(), torch.stack(dots).sum()
+
+    def _apply(self, group, ps: Tensors, sts: list[dict], step: Tensors) -> None:
+        """z += step; x = beta x + (1 - beta) z (z is the parameter itself when beta = 0
+        and the parameter is full precision)."""
+        beta = group["momentum"]
+        if "z" not in sts[0]:
+            torch._foreach_add_(list(ps), step)
+            return
+        zs = [st["z"] for st in sts]
+        torch._foreach_add_(zs, step)
+        if beta == 0:
+            for p, z in zip(ps, zs, strict=True):
+                p.copy_(z)
+            return
+        if ps[0].dtype == zs[0].dtype:
+            torch._foreach_lerp_([p.detach() for p in ps], zs, 1 - beta)  # x = b x + (1-b) z
+            return
+        xs = [p.detach().to(z.dtype) for p, z in zip(ps, zs, strict=True)]
+        torch._foreach_lerp_(xs, zs, 1 - beta)  # low precision: in float32, then round
+        for p, x in zip(ps, xs, strict=True):
+            p.copy_(x)
+
+    def _dadapt_finish(self, batches, s_sq: torch.Tensor, dot: torch.Tensor) -> None:
+        """N += lam <g', rho s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
+        rule: dadapt = self.step_rule
+        glob = self._global
+        numerator = glob["numerator"] + self._all_sum(dot) * self._rho_s
+        s_norm = self._all_sum(s_sq).sqrt()
+        d, base = glob["d"], glob["lr"]
         factor = 2.0 if rule.dhat == "code" else 1.0
         dhat = factor * numerator / torch.where(s_norm > 0, s_norm, 1.0)
         moved = (base * max(group["lr"] for group, _, _ in batches) > 0) & (s_norm > 0)
-        glob["d"] = torch.where(
-            moved, torch.maximum(d, torch.minimum(dhat, d * rule.growth_rate)), d
-        )
+        grown = torch.maximum(d, torch.minimum(dhat, d * rule.growth_rate))
+        glob["d"] = torch.where(moved, grown, d)
         glob["dhat"] = torch.where(moved, dhat, glob["dhat"])
         glob["numerator"] = numerator
-        return base
-
-    def _move(self, group, ps: Tensors, gs: Tensors, alphas: Tensors, lam: torch.Tensor, k: int):
-        """z -= lam * mhat / alpha**2;  x = beta x + (1-beta) z."""
-        direction = gs
-        b1 = group["first_moment"]
-        if b1 > 0:
-            ms = [self.state[p]["m"] for p in ps]
-            torch._foreach_lerp_(ms, gs, 1 - b1)  # m = b1 m + (1-b1) g
-            direction = torch._foreach_div(ms, 1 - b1 ** (k + 1))
-        sq = torch._foreach_mul(alphas, alphas)
-        step = torch._foreach_div(direction, sq)
-        torch._foreach_mul_(step, -lam)
-        beta = group["momentum"]
-        with_z = [p for p in ps if "z" in self.state[p]]
-        if len(with_z) == len(ps):
-            zs = [self.state[p]["z"] for p in ps]
-            torch._foreach_add_(zs, step)
-            if beta == 0:
-                for p, z in zip(ps, zs, strict=True):
-                    p.copy_(z)
-            else:
-                xs = [p.detach().to(z.dtype) for p, z in zip(ps, zs, strict=True)]
-                torch._foreach_lerp_(xs, zs, 1 - beta)  # x = beta x + (1-beta) z
-                for p, x in zip(ps, xs, strict=True):
-                    p.copy_(x)
-        else:  # beta = 0 and full-precision: z is the parameter itself
-            torch._foreach_add_(list(ps), step)
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
@@ -442,7 +509,12 @@ def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
 
 
 def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
-    return torch.stack([torch.sum(x * y, dtype=F64) for x, y in zip(a, b, strict=True)]).sum()
+    """sum of per-tensor inner products, combined in float64 (no float64 copies)."""
+    return (
+        torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)])
+        .to(F64)
+        .sum()
+    )
 
 
 class PSSPS(ParameterScaled):
