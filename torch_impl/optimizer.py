@@ -509,12 +509,10 @@ def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
 
 
 def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
-    """sum of per-tensor inner products, combined in float64 (no float64 copies)."""
-    return (
-        torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)])
-        .to(F64)
-        .sum()
-    )
+    """sum of the inner products of two tensor lists: one foreach product, one concatenation,
+    one reduction (3 kernel launches on CUDA instead of one per tensor)."""
+    prods = torch._foreach_mul(a, b)
+    return torch.cat([p.reshape(-1) for p in prods]).sum().to(F64)
 
 
 class PSSPS(ParameterScaled):
