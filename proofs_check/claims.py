@@ -524,3 +524,41 @@ def check(claim_id: str, trajectory: Any, problem: Any, solution: Any) -> Result
     if claim_id not in CLAIMS:
         raise ValueError(f"Invalid claim_id: {claim_id!r} (expected one of {tuple(CLAIMS)})")
     return CLAIMS[claim_id].check(trajectory, problem, solution)
+
+
+def bound_series(claim_id: str, traj: Any, problem: Any, solution: Any) -> dict[str, np.ndarray]:
+    """The quantity a rate theorem bounds and its bound, per step K = 1..: for figures.
+
+    A5 (rate form) and C1 bound the best-so-far gap ``min_{k<K} h_k``; B2 bounds the gap of
+    the weighted average ``f(xtilde_K) - f*``; C2 bounds the best gap at the final K only.
+    """
+    K = traj.iters
+    ks = np.arange(1, K + 1)
+    best = np.minimum.accumulate(h(traj, solution)[:K])
+    if claim_id == "A5":
+        kap = kappa(step_rule(traj).c)
+        D = math.sqrt(r0(traj, problem))
+        g_max = np.sqrt(np.maximum.accumulate(scaled_grad_sq(traj)))
+        bound = np.sqrt(np.maximum.accumulate(pi(traj)[:K])) * D * g_max / np.sqrt(kap * ks)
+        return {"k": ks, "observed": best, "bound": bound}
+    if claim_id == "C1":
+        D = problem.distance(traj.x[0])
+        G = np.maximum.accumulate(np.linalg.norm(traj.grad, axis=1))
+        return {"k": ks, "observed": best, "bound": D * G / np.sqrt(ks)}
+    if claim_id == "C2":
+        D = problem.distance(traj.x[0])
+        G = D / (step_rule(traj).lr * math.sqrt(K))
+        bound = np.full(K, np.nan)
+        bound[-1] = D * G / math.sqrt(K)
+        return {"k": ks, "observed": best, "bound": bound}
+    if claim_id == "B2":
+        lam, gsq, pik = traj.lr, scaled_grad_sq(traj), pi(traj)[:K]
+        R0 = r0(traj, problem)
+        w = np.cumsum(lam / pik)
+        cw = np.where(w > 0, w, np.nan)
+        xt = np.cumsum((lam / pik)[:, None] * traj.x[:K], axis=0) / cw[:, None]
+        with np.errstate(invalid="ignore"):
+            observed = np.array([problem.f(v) if np.all(np.isfinite(v)) else np.nan for v in xt])
+        bound = (R0 + np.cumsum(lam**2 * gsq / pik)) / (2 * cw)
+        return {"k": ks, "observed": observed - solution.f, "bound": bound}
+    raise ValueError(f"Invalid claim_id: {claim_id!r} (expected one of A5, B2, C1, C2)")

@@ -1,0 +1,69 @@
+"""paramscale plot: files are written, each figure shows exactly its CSV's data, and the
+rate-curve CSV has every theorem bound above the observed curve."""
+
+import numpy as np
+import pytest
+
+import figures.plots as F
+from paramscale.cli import main
+
+
+@pytest.fixture(scope="module")
+def figdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    assert main(["plot", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+NAMES = ["rate_curves", "learning_rates", "tightness", "invariance", "rule_grid"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_files_are_written_and_valid(figdir, name):
+    png, pdf, csv = (figdir / f"{name}.{ext}" for ext in ("png", "pdf", "csv"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert len(F.read_csv(csv)) > 0
+
+
+def test_rate_curve_lines_are_the_csv_data(figdir, monkeypatch):
+    captured = {}
+    monkeypatch.setattr(F, "_save", lambda fig, out, name: captured.setdefault("fig", fig) and [])
+    rows = F.read_csv(figdir / "rate_curves.csv")
+    F.rate_curve_plot(rows, figdir)
+    ax = captured["fig"].axes[0]
+    family = rows[0]["family"]
+    for line in ax.get_lines():
+        label = line.get_label()
+        if label not in F.METHOD_COLOURS:
+            continue
+        m = [r for r in rows if r["family"] == family and r["method"] == label]
+        expected = F._finite(np.maximum([r["observed"] for r in m], 1e-16))
+        np.testing.assert_array_equal(np.asarray(line.get_ydata(), float), expected)
+        np.testing.assert_array_equal(line.get_xdata(), [r["k"] for r in m])
+
+
+def test_bounds_lie_above_observed_where_the_theorem_applies(figdir):
+    rows = F.read_csv(figdir / "rate_curves.csv")
+    checked = 0
+    for r in rows:
+        if np.isfinite(r["bound"]) and np.isfinite(r["observed"]):
+            assert r["observed"] <= r["bound"] * (1 + 1e-9) + 1e-12, r
+            checked += 1
+    # claim L1 on Nesterov's function itself (n = 20): for k <= n - 1, no method beats
+    # G D / (2 (2 + sqrt(n)))
+    nest = [r for r in rows if r["family"] == "nesterov_worst" and r["k"] <= 19]
+    n_dim = 20
+    G_D = nest[0]["lower_bound"] * 2 * (2 + np.sqrt(2))  # the CSV's curve at k = 1 is G D/...
+    assert nest and all(
+        r["observed"] >= G_D / (2 * (2 + np.sqrt(n_dim))) * (1 - 1e-9) for r in nest
+    )
+    assert checked > 100
+
+
+def test_bound_check_catches_a_planted_error(figdir):
+    """The check above can fail: a bound shrunk 100x falls below the observed curve."""
+    rows = F.read_csv(figdir / "rate_curves.csv")
+    shrunk = [r["bound"] / 100 for r in rows if np.isfinite(r["bound"])]
+    observed = [r["observed"] for r in rows if np.isfinite(r["bound"])]
+    assert any(o > b for o, b in zip(observed, shrunk, strict=True))
