@@ -27,8 +27,9 @@ def model_params(n_params: int, device: str, dtype: torch.dtype = torch.float32,
     gen = torch.Generator().manual_seed(seed)
     width = max(1, int(math.sqrt(n_params / (N_TENSORS // 2))))
     shapes = [(width, width), (width,)] * (N_TENSORS // 2)
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype).to(device))
-              for s in shapes]
+    params = [
+        torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype).to(device)) for s in shapes
+    ]
     grads = [torch.randn(s, generator=gen, dtype=dtype).to(device) * 1e-2 for s in shapes]
     return params, grads
 
@@ -76,8 +77,9 @@ def state_buffers(opt: torch.optim.Optimizer, params) -> float:
     return count / total
 
 
-def time_step(name: str, make: Callable, n_params: int, device: str, warmup: int,
-              repeats: int) -> StepTiming | None:
+def time_step(
+    name: str, make: Callable, n_params: int, device: str, warmup: int, repeats: int
+) -> StepTiming | None:
     params, grads = model_params(n_params, device)
     try:
         opt = make(params)
@@ -96,8 +98,15 @@ def time_step(name: str, make: Callable, n_params: int, device: str, warmup: int
         if i >= warmup:
             times.append(1e3 * (time.perf_counter() - t0))
     total = sum(p.numel() for p in params)
-    return StepTiming(name, total, device, statistics.median(times), min(times), max(times),
-                      state_buffers(opt, params))
+    return StepTiming(
+        name,
+        total,
+        device,
+        statistics.median(times),
+        min(times),
+        max(times),
+        state_buffers(opt, params),
+    )
 
 
 def numpy_throughput(iters: int = 200) -> float:
@@ -122,8 +131,14 @@ def sweep_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def run(sizes: list[int], device: str, warmup: int, repeats: int, names: list[str] | None,
-        csv_path: Path | None) -> list[StepTiming]:
+def run(
+    sizes: list[int],
+    device: str,
+    warmup: int,
+    repeats: int,
+    names: list[str] | None,
+    csv_path: Path | None,
+) -> list[StepTiming]:
     opts = _optimizers(device)
     results = []
     for n in sizes:
@@ -140,23 +155,48 @@ def run(sizes: list[int], device: str, warmup: int, repeats: int, names: list[st
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with csv_path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["optimizer", "n_params", "device", "median_ms", "min_ms", "max_ms",
-                        "state_buffers", "ratio_to_adam_foreach", "ratio_to_adam_fused"])
+            w.writerow(
+                [
+                    "optimizer",
+                    "n_params",
+                    "device",
+                    "median_ms",
+                    "min_ms",
+                    "max_ms",
+                    "state_buffers",
+                    "ratio_to_adam_foreach",
+                    "ratio_to_adam_fused",
+                ]
+            )
             for r in results:
-                w.writerow([r.optimizer, r.n_params, r.device, r.median_ms, r.min_ms, r.max_ms,
-                            r.state_buffers, *_ratios(r, results)])
+                w.writerow(
+                    [
+                        r.optimizer,
+                        r.n_params,
+                        r.device,
+                        r.median_ms,
+                        r.min_ms,
+                        r.max_ms,
+                        r.state_buffers,
+                        *_ratios(r, results),
+                    ]
+                )
     return results
 
 
 def _ratios(r: StepTiming, results: list[StepTiming]) -> tuple[float, float]:
     ref = {x.optimizer: x.median_ms for x in results if x.n_params == r.n_params}
-    return (r.median_ms / ref["Adam(foreach)"] if "Adam(foreach)" in ref else math.nan,
-            r.median_ms / ref["Adam(fused)"] if "Adam(fused)" in ref else math.nan)
+    return (
+        r.median_ms / ref["Adam(foreach)"] if "Adam(foreach)" in ref else math.nan,
+        r.median_ms / ref["Adam(fused)"] if "Adam(fused)" in ref else math.nan,
+    )
 
 
 def format_table(results: list[StepTiming]) -> str:
-    head = (f"{'optimizer':22} {'params':>7} {'device':>6} {'median ms':>10} {'min-max ms':>17} "
-            f"{'x Adam(foreach)':>16} {'x Adam(fused)':>14} {'state bufs':>10}")
+    head = (
+        f"{'optimizer':22} {'params':>7} {'device':>6} {'median ms':>10} {'min-max ms':>17} "
+        f"{'x Adam(foreach)':>16} {'x Adam(fused)':>14} {'state bufs':>10}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         a, b = _ratios(r, results)

@@ -111,19 +111,24 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         sizes = [int(float(v.rstrip("Mm")) * 1e6) for v in args.sizes.split(",")]
     except ValueError:
-        print(f"paramscale bench: invalid --sizes {args.sizes!r} (expected e.g. 1M,10M)",
-              file=sys.stderr)
+        print(
+            f"paramscale bench: invalid --sizes {args.sizes!r} (expected e.g. 1M,10M)",
+            file=sys.stderr,
+        )
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("paramscale bench: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
     torch.set_num_threads(torch.get_num_threads())
-    print(f"step time on {args.device}, {args.warmup} warm-up + {args.repeats} timed steps, "
-          f"float32, ~100 tensors (torch {torch.__version__}, {torch.get_num_threads()} threads)",
-          file=sys.stderr)
+    print(
+        f"step time on {args.device}, {args.warmup} warm-up + {args.repeats} timed steps, "
+        f"float32, ~100 tensors (torch {torch.__version__}, {torch.get_num_threads()} threads)",
+        file=sys.stderr,
+    )
     names = args.optimizers.split(",") if args.optimizers else None
-    results = B.run(sizes, args.device, args.warmup, args.repeats, names,
-                    Path(args.csv) if args.csv else None)
+    results = B.run(
+        sizes, args.device, args.warmup, args.repeats, names, Path(args.csv) if args.csv else None
+    )
     print(B.format_table(results))
     if not args.skip_reference:
         print(f"NumPy reference: {B.numpy_throughput():,.0f} steps/s on the default suite")
@@ -139,12 +144,29 @@ def _plot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"writing figures to {out}/", file=sys.stderr)
     t0 = time.perf_counter()
-    written = plots.make_all(out, args.iters, args.quick,
-                             progress=lambda m: print(m, file=sys.stderr, flush=True))
+    written = plots.make_all(
+        out, args.iters, args.quick, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     for path in written:
         print(path)
     print(f"{len(written)} files in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
+
+
+def _validate_rule(args: argparse.Namespace) -> int:
+    from proofs_check import validate as V
+
+    try:
+        rule = V.load_rule(args.rule)
+        print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
+        report = V.validate_rule(rule, iters=args.iters, search_examples=args.examples)
+    except V.RuleInputError as exc:
+        print(f"paramscale validate-rule: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown())
+    written = V.write_report(report, rule, Path(args.out))
+    print(f"report: {written[0]} (figure: {written[1]})")
+    return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,8 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=10)
     b.add_argument("--optimizers", default="", help="comma-separated subset")
     b.add_argument("--csv", default="reports/bench.csv", help="CSV path ('' for none)")
-    b.add_argument("--skip-reference", action="store_true",
-                   help="skip the NumPy throughput and claim-sweep timings")
+    b.add_argument(
+        "--skip-reference",
+        action="store_true",
+        help="skip the NumPy throughput and claim-sweep timings",
+    )
     b.set_defaults(func=_bench)
 
     pl = sub.add_parser(
@@ -219,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--iters", type=int, default=300, help="steps per run (default 300)")
     pl.add_argument("--quick", action="store_true", help="three problems, 60 steps")
     pl.set_defaults(func=_plot)
+
+    v = sub.add_parser(
+        "validate-rule",
+        help="put a new scaling rule through every check and claim",
+        description="Load a scaling rule from 'module:attr' or 'file.py:attr' (a class is "
+        "instantiated with no arguments) and check: alpha positive and finite; monotone if "
+        "declared; bounded; uniform-scale and permutation invariances of PS-SPS and PS-DA-SGD "
+        "on it; every claim of SPEC section 4 on the quick suite (with a counterexample "
+        "search when a theorem fails); NumPy/torch agreement. Writes a Markdown report and a "
+        "figure. Exit status: 0 passes, 1 a check failed, 2 bad input.",
+    )
+    v.add_argument("rule", help="module:attr or path/to/file.py:attr")
+    v.add_argument("--out", default="reports/validate-rule", help="report folder")
+    v.add_argument("--iters", type=int, default=150, help="steps per run (default 150)")
+    v.add_argument("--examples", type=int, default=100, help="counterexample-search examples")
+    v.set_defaults(func=_validate_rule)
     return parser
 
 

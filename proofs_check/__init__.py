@@ -2,5 +2,6 @@
 
 from proofs_check.claims import CLAIMS, Claim, Result, check
 from proofs_check.runner import sweep
+from proofs_check.validate import RuleInputError, validate_rule
 
-__all__ = ["CLAIMS", "Claim", "Result", "check", "sweep"]
+__all__ = ["CLAIMS", "Claim", "Result", "check", "sweep", "validate_rule", "RuleInputError"]

@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,18 @@ RULES: dict[str, Callable[[], Any]] = {
     "adagrad": S.adagrad,
     "rmsprop": S.rmsprop,
 }
+
+
+@contextmanager
+def extra_rule(name: str, make: Callable[[], Any]):
+    """Make ``name`` a rule of the sweep (and of the search) for the duration (validate-rule)."""
+    saved = dict(RULES)
+    RULES[name] = make
+    try:
+        yield
+    finally:
+        RULES.clear()
+        RULES.update(saved)
 
 
 @dataclass(frozen=True)
@@ -89,10 +102,10 @@ def build_optimizer(case: Case, solution: Any) -> Any:
     raise ValueError(f"Invalid method: {case.method!r}")
 
 
-def cases(problems: Iterable[Any], iters: int, rules: Iterable[str] = tuple(RULES)) -> list[Case]:
+def cases(problems: Iterable[Any], iters: int, rules: Iterable[str] | None = None) -> list[Case]:
     out = []
     for p in problems:
-        for rule in rules:
+        for rule in RULES if rules is None else rules:
             out.append(Case(p, "ps_sps", rule, iters))
             out.append(Case(p, "ps_dadapt_sgd", rule, iters))
             if RULES[rule]().monotone:

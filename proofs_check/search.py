@@ -79,10 +79,12 @@ def _with_x0(problem: Any, x0: np.ndarray) -> Any:
 
 
 @st.composite
-def search_cases(draw: st.DrawFn, claim: str, iters: int) -> SearchCase:
+def search_cases(
+    draw: st.DrawFn, claim: str, iters: int, rules: tuple[str, ...] = ()
+) -> SearchCase:
     p = draw(sst.problems(max_n=6, max_m=24))
     x0 = p.x0 if claim == "L1" else draw(sst.starting_points(p))
-    rule = draw(st.sampled_from(sorted(RULES)))
+    rule = draw(st.sampled_from(rules or sorted(RULES)))
     method = draw(st.sampled_from(METHODS))
     return SearchCase(
         claim, p.family, dict(p.params), tuple(float(v) for v in x0), rule, method, iters
@@ -95,8 +97,10 @@ def search(
     iters: int = 100,
     seed: int = 0,
     make_optimizer=build_optimizer,
+    rules: tuple[str, ...] = (),
 ) -> tuple[SearchCase, Result] | None:
-    """The smallest case violating ``claim`` that hypothesis finds, or None."""
+    """The smallest case violating ``claim`` that hypothesis finds, or None (``rules``:
+    restrict the drawn scaling rules to these names)."""
     if claim not in CLAIMS:
         raise ValueError(f"Invalid claim: {claim!r} (expected one of {tuple(CLAIMS)})")
 
@@ -113,7 +117,7 @@ def search(
     )
     del seed  # derandomized: the search is reproducible as it stands
     try:
-        found = find(search_cases(claim, iters), violates, settings=config)
+        found = find(search_cases(claim, iters, rules), violates, settings=config)
     except NoSuchExample:
         return None
     result = evaluate(found, make_optimizer)

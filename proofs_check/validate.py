@@ -1,0 +1,338 @@
+"""``validate_rule``: put a new scaling rule through everything the theory needs
+(SPEC section 8) and say which theorems now apply.
+
+1. interface and output shape (a wrong shape is bad input, not a finding);
+2. positivity and finiteness of alpha on gradient histories from the suite, plus zero,
+   tiny and huge gradients;
+3. monotonicity (the hypothesis of A1/A4/B1 and of A5's a-priori form), when the rule
+   declares it, and boundedness (max alpha**2 / G_inf);
+4. uniform-scale invariance and permutation equivariance of PS-SPS and PS-DA-SGD on it;
+5. every claim of SPEC section 4 on the quick suite, with the rule in the sweep;
+6. NumPy / torch agreement when the rule runs on torch tensors;
+7. on a failed theorem, a hypothesis search for the smallest counterexample.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+import synthetic
+import theory
+from proofs_check import runner as R
+from proofs_check import search as SE
+from theory import optimizers as O
+from theory import scaling as S
+
+
+class RuleInputError(ValueError):
+    """Bad input to validate-rule: unimportable path, not a rule, wrong output shape."""
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: not applicable
+    detail: str
+
+
+@dataclass
+class RuleReport:
+    rule: str
+    checks: list[Check] = field(default_factory=list)
+    theorems: list[str] = field(default_factory=list)
+    failed_claims: list[str] = field(default_factory=list)
+    counterexample: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok is not False for c in self.checks)
+
+    def markdown(self) -> str:
+        mark = {True: "pass", False: "**FAIL**", None: "n/a"}
+        lines = [
+            f"# validate-rule: `{self.rule}`",
+            "",
+            f"Verdict: **{'passes' if self.passed else 'fails'}**.",
+            "",
+            "| check | result | detail |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {c.name} | {mark[c.ok]} | {c.detail} |" for c in self.checks]
+        lines += [
+            "",
+            "Theorems that apply to this rule: "
+            + (", ".join(self.theorems) if self.theorems else "none"),
+            "",
+        ]
+        if self.failed_claims:
+            lines += ["Claims that failed on the suite: " + ", ".join(self.failed_claims), ""]
+        if self.counterexample:
+            lines += ["Smallest counterexample found:", "", "```", self.counterexample, "```"]
+        return "\n".join(lines) + "\n"
+
+
+def load_rule(spec: str) -> Any:
+    """``module:attr`` or ``path/to/file.py:attr``; a class is instantiated with no
+    arguments. Raises RuleInputError with a clear message."""
+    if ":" not in spec:
+        raise RuleInputError(f"Invalid rule {spec!r}: expected 'module:attr' or 'file.py:attr'")
+    mod_name, attr = spec.rsplit(":", 1)
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or not path.exists():
+                raise FileNotFoundError(mod_name)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+    except Exception as exc:  # any import failure is the user's input, reported as such
+        raise RuleInputError(f"Cannot import {mod_name!r}: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise RuleInputError(f"Module {mod_name!r} has no attribute {attr!r}")
+    obj = getattr(module, attr)
+    return obj() if isinstance(obj, type) else obj
+
+
+def _check_interface(rule: Any) -> None:
+    if not isinstance(rule, S.ScalingRule):
+        raise RuleInputError(
+            f"{rule!r} is not a scaling rule (expected attributes name and monotone, and "
+            "methods init(x0) and update(state, g, x))"
+        )
+    x = np.ones(4)
+    try:
+        alpha, _ = rule.update(rule.init(x), np.arange(1.0, 5.0), x)
+    except Exception as exc:
+        raise RuleInputError(f"rule {rule.name!r} fails on a 4-vector: {exc}") from exc
+    if np.shape(alpha) != (4,):
+        raise RuleInputError(
+            f"rule {rule.name!r} returned alpha of shape {np.shape(alpha)} for a gradient of "
+            "shape (4,) (expected the gradient's shape)"
+        )
+
+
+def _histories(iters: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, gradients, iterates) along SGD runs on the quick suite, plus edge cases."""
+    out = []
+    for p in R.default_problems(quick=True):
+        traj = theory.run(O.sgd(lr=0.01), p, iters=iters)
+        out.append((p.name, traj.grad, traj.x[:-1]))
+    rng = np.random.default_rng(0)
+    for name, scale in (
+        ("zero gradients", 0.0),
+        ("tiny gradients", 1e-12),
+        ("huge gradients", 1e12),
+    ):
+        g = scale * rng.standard_normal((iters, 5))
+        out.append((name, g, np.ones((iters, 5))))
+    return out
+
+
+def _rule_checks(rule: Any, iters: int) -> list[Check]:
+    bad_value, decreasing, worst_bound, largest = None, None, 0.0, 0.0
+    for name, gs, xs in _histories(iters):
+        state = rule.init(xs[0])
+        prev = None
+        for k, (g, x) in enumerate(zip(gs, xs, strict=True)):
+            try:
+                alpha, state = rule.update(state, g, x)
+                alpha = np.asarray(alpha, dtype=float)
+            except Exception as exc:
+                bad_value = bad_value or f"raises at step {k} on {name}: {exc}"
+                break
+            if not (np.all(np.isfinite(alpha)) and np.all(alpha > 0)):
+                bad_value = bad_value or (
+                    f"alpha = {float(alpha[~(np.isfinite(alpha) & (alpha > 0))][0])!r} at step {k} "
+                    f"on {name}"
+                )
+                break
+            if prev is not None and decreasing is None and np.any(alpha < prev * (1 - 1e-12)):
+                decreasing = f"alpha decreases at step {k} on {name}"
+            largest = max(largest, float(np.max(alpha**2)))
+            g_inf = float(np.max(np.abs(gs[: k + 1])))
+            if g_inf >= 1e-6:  # A1's bound alpha**2 <= G_inf + eps, where it is meaningful
+                eps = getattr(rule, "eps", 0.0)
+                worst_bound = max(worst_bound, float(np.max(alpha**2)) / (g_inf + eps))
+            prev = alpha
+    checks = [
+        Check(
+            "alpha positive and finite",
+            bad_value is None,
+            bad_value or f"on {len(_histories(1))} gradient histories of {iters} steps",
+        )
+    ]
+    if rule.monotone:
+        checks.append(
+            Check(
+                "monotone (as declared)", decreasing is None, decreasing or "alpha never decreased"
+            )
+        )
+    else:
+        checks.append(Check("monotone (as declared)", None, "not declared monotone"))
+    checks.append(
+        Check(
+            "bounded",
+            math.isfinite(largest),
+            f"max alpha^2 = {largest:.3g}; max alpha^2 / (G_inf + eps) = {worst_bound:.3g} "
+            "(A1's bound holds where <= 1)",
+        )
+    )
+    return checks
+
+
+def _permuted(problem: Any, perm: np.ndarray) -> Any:
+    inv = np.argsort(perm)
+    return SimpleNamespace(
+        f=lambda x, idx=None: problem.f(x[inv], idx),
+        grad=lambda x, idx=None: problem.grad(x[inv], idx)[perm],
+        n=problem.n,
+        m=problem.m,
+        x0=problem.x0[perm],
+        name=problem.name + "[perm]",
+    )
+
+
+def _invariance_checks(rule: Any, iters: int = 60) -> list[Check]:
+    problems = [synthetic.lad(30, 6, 0.0, seed=1), synthetic.hinge(30, 6, 2.0, seed=2)]
+    methods = {
+        "PS-SPS": lambda r: O.ps_sps(0.0, scaling=r),
+        "PS-DA-SGD": lambda r: O.ps_dadapt_sgd(scaling=r),
+    }
+    checks = []
+    for label, make in methods.items():
+        scale_dev = perm_dev = 0.0
+        for p in problems:
+            x0 = p.x0 + np.linspace(-1, 1, p.n)
+            a = theory.run(make(rule), p, x0=x0, iters=iters, stop_on_nonfinite=True).x
+            b = theory.run(
+                make(S.uniformly_scaled(rule, 7.3)), p, x0=x0, iters=iters, stop_on_nonfinite=True
+            ).x
+            perm = np.random.default_rng(0).permutation(p.n)
+            c = theory.run(
+                make(rule), _permuted(p, perm), x0=x0[perm], iters=iters, stop_on_nonfinite=True
+            ).x
+            if a.shape != b.shape or a.shape != c.shape:
+                return [Check(f"{label} invariances", False, "runs stopped at different steps")]
+            ref = max(float(np.max(np.abs(a))), 1e-300)
+            scale_dev = max(scale_dev, float(np.max(np.abs(a - b))) / ref)
+            perm_dev = max(perm_dev, float(np.max(np.abs(a[:, perm] - c))) / ref)
+        checks.append(
+            Check(
+                f"{label}: uniform-scale invariance",
+                scale_dev <= 1e-9,
+                f"max relative deviation {scale_dev:.1e} (alpha -> 7.3 alpha)",
+            )
+        )
+        checks.append(
+            Check(
+                f"{label}: permutation equivariance",
+                perm_dev <= 1e-9,
+                f"max relative deviation {perm_dev:.1e}",
+            )
+        )
+    return checks
+
+
+def _torch_check(rule: Any, iters: int = 40) -> Check:
+    try:
+        import torch
+
+        import torch_impl as T
+
+        p = synthetic.lad(30, 6, 1.0, seed=3)
+        x0 = p.x0 + np.linspace(-1, 1, p.n)
+        ours = theory.run(O.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=iters).x
+        param = torch.nn.Parameter(torch.tensor(x0))
+        opt = T.PSDASGD([param], scaling=rule)
+        xs = [x0]
+        for _ in range(iters):
+            x = param.detach().numpy().copy()
+            param.grad = torch.tensor(p.grad(x))
+            opt.step()
+            xs.append(param.detach().numpy().copy())
+        dev = float(np.max(np.abs(np.array(xs) - ours)) / max(np.max(np.abs(ours)), 1e-300))
+    except Exception as exc:
+        return Check("NumPy / torch agreement", None, f"does not run on torch tensors ({exc})")
+    return Check("NumPy / torch agreement", dev <= 1e-10, f"max relative deviation {dev:.1e}")
+
+
+def validate_rule(rule: Any, iters: int = 150, search_examples: int = 100) -> RuleReport:
+    """Run every check on ``rule``; see the module docstring."""
+    _check_interface(rule)
+    name = f"user:{rule.name}"
+    report = RuleReport(rule.name)
+    report.checks += _rule_checks(rule, iters)
+    if any(c.ok is False for c in report.checks[:1]):
+        return report  # alpha is not a valid scaling: the rest would only repeat it
+    report.checks += _invariance_checks(rule)
+    with R.extra_rule(name, lambda: rule):
+        records = [
+            r
+            for r in R.sweep(R.default_problems(quick=True), iters, progress=False)
+            if r.rule == name
+        ]
+        failures = sorted(
+            {r.result.claim for r in records if not r.result.holds and r.kind == "theorem"}
+        )
+        applied = sorted({r.result.claim for r in records if r.kind == "theorem"})
+        report.theorems = applied
+        report.failed_claims = failures
+        report.checks.append(
+            Check(
+                "claims of SPEC section 4 on the quick suite",
+                not failures,
+                f"{len(records)} checks; theorems that apply: {', '.join(applied) or 'none'}"
+                + (f"; FAILED: {', '.join(failures)}" if failures else ""),
+            )
+        )
+        if failures:
+            found = SE.search(failures[0], max_examples=search_examples, rules=(name,))
+            if found is not None:
+                report.counterexample = SE.describe(*found)
+    report.checks.append(_torch_check(rule))
+    return report
+
+
+def write_report(report: RuleReport, rule: Any, out: Path) -> list[Path]:
+    """The Markdown report and a figure: PS-SPS and PS-DA-SGD on the rule, quick suite."""
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "report.md"
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    problems = R.default_problems(quick=True)[:4]
+    fig, axes = plt.subplots(
+        1, len(problems), figsize=(4 * len(problems), 3.2), layout="constrained"
+    )
+    for ax, p in zip(axes, problems, strict=True):
+        sol = p.solve()
+        for label, opt in (
+            ("PS-SPS", O.ps_sps(sol.f, scaling=rule, f_star_tol=1e-8)),
+            ("PS-DA-SGD", O.ps_dadapt_sgd(scaling=rule)),
+        ):
+            with np.errstate(all="ignore"):
+                traj = theory.run(opt, p, iters=200, stop_on_nonfinite=True)
+            best = np.minimum.accumulate(np.maximum(traj.f - sol.f, 1e-16))
+            ax.loglog(np.arange(1, len(best) + 1), best, label=label)
+        ax.set_title(p.name, fontsize=8)
+        ax.set_xlabel("step k")
+        ax.set_ylabel("best f - f*")
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle(f"{rule.name}: PS-SPS and PS-DA-SGD on the quick suite", fontsize=10)
+    png = out / "rate_curves.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    md.write_text(report.markdown() + f"\n![rate curves]({png.name})\n")
+    return [md, png]

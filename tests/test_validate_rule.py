@@ -1,0 +1,82 @@
+"""validate-rule flags planted bad rules with a clear message, passes AMSGrad, and answers
+bad input with exit status 2."""
+
+import pytest
+
+from paramscale.cli import main
+from proofs_check import validate as V
+from tests import planted_rules as P
+from theory import scaling as S
+
+
+def _failed(report):
+    return {c.name: c.detail for c in report.checks if c.ok is False}
+
+
+def test_amsgrad_passes():
+    report = V.validate_rule(S.amsgrad(), iters=60, search_examples=10)
+    assert report.passed, _failed(report)
+    assert {"A1", "A4", "B1"} <= set(report.theorems)  # the monotone theorems now apply
+
+
+def test_negative_alpha_is_flagged():
+    report = V.validate_rule(P.negative(), iters=60)
+    failed = _failed(report)
+    assert not report.passed
+    assert "alpha = -" in failed["alpha positive and finite"]
+
+
+def test_non_monotone_rule_claimed_monotone_is_flagged():
+    report = V.validate_rule(P.adam_claimed_monotone(), iters=60, search_examples=20)
+    failed = _failed(report)
+    assert "alpha decreases at step" in failed["monotone (as declared)"]
+    assert any(c in report.failed_claims for c in ("A4", "B1"))
+    assert "reproduce: paramscale check --case" in report.counterexample
+
+
+def test_nan_after_100_steps_is_flagged():
+    report = V.validate_rule(P.nan_after_100(), iters=150)
+    detail = _failed(report)["alpha positive and finite"]
+    assert "alpha = nan at step 100" in detail
+
+
+def test_cli_report_and_exit_status(tmp_path):
+    out = tmp_path / "vr"
+    assert (
+        main(
+            ["validate-rule", "tests/planted_rules.py:negative", "--out", str(out), "--iters", "40"]
+        )
+        == 1
+    )
+    assert "**FAIL**" in (out / "report.md").read_text()
+    assert (out / "rate_curves.png").stat().st_size > 1000
+    assert (
+        main(
+            [
+                "validate-rule",
+                "examples/max_normalised_adam.py:max_normalised_adam",
+                "--out",
+                str(out),
+                "--iters",
+                "40",
+                "--examples",
+                "5",
+            ]
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_such_module_xyz:rule", "Cannot import 'no_such_module_xyz'"),
+        ("tests/planted_rules.py:missing", "has no attribute 'missing'"),
+        ("tests/planted_rules.py:not_a_rule", "is not a scaling rule"),
+        ("tests/planted_rules.py:wrong_shape", "returned alpha of shape (3,)"),
+        ("no_colon", "expected 'module:attr'"),
+    ],
+)
+def test_bad_input_exits_two_with_a_clear_message(spec, message, capsys):
+    assert main(["validate-rule", spec]) == 2
+    assert message in capsys.readouterr().err
