@@ -4,7 +4,9 @@ Constant-step baselines get the step their textbook bound prescribes from the *t
 distance to the solution (an oracle tuning no LR-free method has): SGD the step of claim
 C2, ``eta = D / (G sqrt(K))``; the coordinate-wise methods (Adam, AMSGrad, AdaGrad,
 RMSProp) ``lr = D_inf / sqrt(K)`` (AdaGrad: ``D_inf``, Duchi et al. 2011), with
-``D_inf = max |x0 - x*|``. The learning-rate-free methods get only ``f*`` (SPS) or nothing.
+``D_inf = max |x0 - x*|``; schedule-free SGD / AdamW the same steps as SGD / Adam. The
+learning-rate-free methods get only ``f*`` (SPS) or nothing (the others, at their official
+defaults; Mechanic wraps SGD with lr 1, which its scale absorbs).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def _sps_tol(sol: Solution) -> float:
     return 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap  # certified accuracy of f*
 
 
+def _halves(n: int) -> tuple[int, ...]:
+    """LDoG's layers: the vector split in two, as a weight and a bias would be."""
+    return (n - n // 2, n // 2) if n > 1 else (1,)
+
+
 def _dist(p: Problem, sol: Solution) -> tuple[float, float]:
     return float(np.linalg.norm(p.x0 - sol.x)), float(np.max(np.abs(p.x0 - sol.x)))
 
@@ -47,6 +54,18 @@ METHODS: dict[str, MethodFactory] = {
     "dadapt_sgd": lambda p, s, K: O.dadapt_sgd(),
     "ps_dadapt_sgd[adam]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.adam()),
     "ps_dadapt_sgd[amsgrad]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.amsgrad()),
+    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: O.ps_dadapt_sgd(rescale="shrink"),
+    "dog": lambda p, s, K: O.dog(),
+    "ldog": lambda p, s, K: O.ldog(blocks=_halves(p.n)),
+    "cocob": lambda p, s, K: O.cocob(),
+    "dadapt_adam": lambda p, s, K: O.dadapt_adam(),
+    "prodigy": lambda p, s, K: O.prodigy(),
+    "sf_sgd(C2 step)": lambda p, s, K: O.schedule_free_sgd(
+        lr=_dist(p, s)[0] / (p.lipschitz * math.sqrt(K))
+    ),
+    "sf_adam": lambda p, s, K: O.schedule_free_adam(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "mechanic(sgd)": lambda p, s, K: O.mechanic(O.sgd(lr=1.0)),
+    "eg_stepsize": lambda p, s, K: O.eg_stepsize(),
 }
 
 
@@ -63,11 +82,10 @@ class Result:
 def run_one(problem: Problem, sol: Solution, method: str, iters: int) -> Result:
     opt = METHODS[method](problem, sol, iters)
     acc = _sps_tol(sol)
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            traj = theory.run(opt, problem, iters=iters)
-    except FloatingPointError as exc:  # a diverging method is a result, not a crash
-        step = int(str(exc).split("step ")[1].split(":")[0]) if "step " in str(exc) else -1
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is a result
+        traj = theory.run(opt, problem, iters=iters, stop_on_nonfinite=True)
+    if "stopped_at" in traj.info:
+        step = int(traj.info["stopped_at"][0])
         return Result(problem.name, method, math.inf, math.inf, step, acc)
     h = traj.f - sol.f
     return Result(problem.name, method, float(np.min(h)), float(h[-1]), None, acc)

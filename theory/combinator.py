@@ -74,15 +74,17 @@ class ParameterScaled:
         if state.alpha_prev is not None:
             rho = float(np.max(alpha / state.alpha_prev))  # rho_k = max(alpha_k / alpha_{k-1})
             step_state = self.step_rule.rescale(step_state, rho)
+        x = np.asarray(x, dtype=np.float64)
         lam, step_state, info = self.step_rule.step_size(
-            step_state, StepInput(k, loss, g, alpha, g / alpha)
+            step_state, StepInput(k, loss, g, alpha, g / alpha, x)
         )
         m, direction = state.m, g
         if self.first_moment > 0:
             b1 = self.first_moment
             m = state.m + (1 - b1) * (g - state.m)  # torch's lerp form of b1 m + (1-b1) g
             direction = m / (1 - b1 ** (k + 1))
-        z = state.z - lam * (direction / alpha**2)  # z_{k+1} = z_k - lam_k u_k
+        # z_{k+1} = z_k - lam_k u_k; without momentum z is the iterate the caller passes
+        z = (state.z if self.momentum > 0 else x) - lam * (direction / alpha**2)
         x_next = z if self.momentum == 0 else self.momentum * x + (1 - self.momentum) * z
         info = {"lr": lam, "rho": rho, **info}
         return (

@@ -10,6 +10,19 @@ import math
 
 from theory import _validate as check
 from theory import scaling as rules
+from theory.baselines import (
+    ScheduleFree,
+    cocob,
+    dadapt_adam,
+    dog,
+    dog_step,
+    eg_stepsize,
+    ldog,
+    mechanic,
+    prodigy,
+    schedule_free_adam,
+    schedule_free_sgd,
+)
 from theory.combinator import ParameterScaled, parameter_scaled
 from theory.scaling import ScalingRule
 from theory.stepsize import Schedule, constant, dadapt, polyak
@@ -29,6 +42,17 @@ __all__ = [
     "amsgrad",
     "adagrad",
     "rmsprop",
+    "dog",
+    "dog_step",
+    "ldog",
+    "cocob",
+    "dadapt_adam",
+    "prodigy",
+    "eg_stepsize",
+    "schedule_free_sgd",
+    "schedule_free_adam",
+    "ScheduleFree",
+    "mechanic",
 ]
 
 

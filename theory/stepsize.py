@@ -24,14 +24,15 @@ __all__ = ["StepInput", "constant", "polyak", "dadapt", "Schedule"]
 
 
 class StepInput(NamedTuple):
-    """What a step-size rule sees at step ``k``: loss, raw gradient ``g``, ``alpha_k`` and
-    the scaled-space gradient ``g_scaled = g / alpha`` (SPEC section 1)."""
+    """What a step-size rule sees at step ``k``: loss, raw gradient ``g``, ``alpha_k``, the
+    scaled-space gradient ``g_scaled = g / alpha`` (SPEC section 1) and the iterate ``x``."""
 
     k: int
     loss: float | None
     g: np.ndarray
     alpha: np.ndarray
     g_scaled: np.ndarray
+    x: np.ndarray
 
 
 def _schedule_value(schedule: Schedule | None, k: int) -> float:

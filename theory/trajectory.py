@@ -65,7 +65,7 @@ def run(
                 raise
             stopped = k
             break
-        alphas.append(step_info.pop("alpha"))
+        alphas.append(step_info.pop("alpha", np.ones(problem.n)))  # baselines: no scaling
         lrs.append(step_info.pop("lr"))
         for key, value in step_info.items():
             info.setdefault(key, []).append(value)

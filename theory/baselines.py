@@ -1,0 +1,511 @@
+"""The paper's baselines and today's learning-rate-free methods, as the official code
+computes them (reference/baselines.md; oracles in tests/test_baselines.py).
+
+Every optimizer has ``init(x0) -> state`` and ``step(state, x, loss, grad) -> (x_next,
+state, info)``; ``info["lr"]`` is its learning-rate estimate at that step and ``info["d"]``
+its distance estimate where it has one. Which ones decompose as a step-size rule in scaled
+space, and so are built with ``parameter_scaled``: DoG (``dog_step`` + identity) and
+schedule-free (its averaging around any scaling rule). The others keep per-layer,
+per-coordinate or lambda-weighted state and are plain optimizers.
+
+Edge cases (baselines.md section 14): a zero first gradient is harmless for DoG (``eps``
+enters ``G`` once), D-Adapt Adam and Prodigy (no move, ``k`` not advanced, as the official
+code does) and COCOB (no move). Weight decay is not offered: the paper runs without it
+(Table 3), and an unsupported value is better absent than silently different.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from theory import _validate as check
+from theory import scaling as rules
+from theory.combinator import ParameterScaled, parameter_scaled
+from theory.stepsize import StepInput
+
+__all__ = [
+    "dog",
+    "ldog",
+    "dog_step",
+    "cocob",
+    "dadapt_adam",
+    "prodigy",
+    "schedule_free_sgd",
+    "schedule_free_adam",
+    "ScheduleFree",
+    "mechanic",
+    "eg_stepsize",
+]
+
+
+def _grad(grad: Any, x: np.ndarray, k: int) -> np.ndarray:
+    return check.gradient(grad, np.asarray(x), k)
+
+
+def _blocks(n: int, blocks: tuple[int, ...] | None) -> list[slice]:
+    sizes = blocks if blocks is not None else (n,)
+    if sum(sizes) != n or any(b <= 0 for b in sizes):
+        raise ValueError(f"Invalid blocks: {blocks!r} (expected positive sizes summing to {n})")
+    cuts = np.cumsum((0,) + tuple(sizes))
+    return [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+# -- DoG / LDoG (Ivgi, Hinder, Carmon 2023; dog-optimizer 1.0.3) ---------------------------
+
+
+class DoGState(NamedTuple):
+    x0: np.ndarray
+    rbar: np.ndarray  # one entry per block
+    gsum: np.ndarray
+
+
+@dataclass(frozen=True)
+class dog_step:
+    """DoG's step size, a step-size rule for ``parameter_scaled`` (baselines.md section 3):
+
+        k = 0:  rbar = reps_rel (1 + ||x_0||),   G = ||g_0||**2 + eps
+        k > 0:  rbar = max(rbar, ||x_k - x_0||),  G += ||g_k||**2
+        eta_k   = lr * rbar / sqrt(G)
+
+    in the space ``parameter_scaled`` runs it in (identity: DoG itself). Norms are global.
+    """
+
+    lr: float = 1.0
+    reps_rel: float = 1e-6
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        check.positive("lr", self.lr)
+        check.positive("reps_rel", self.reps_rel)
+        check.positive("eps", self.eps)
+
+    def init(self, x0: np.ndarray) -> DoGState:
+        return DoGState(np.array(x0, dtype=np.float64), np.zeros(1), np.zeros(1))
+
+    def step_size(self, state: DoGState, inp: StepInput) -> tuple[float, DoGState, dict]:
+        g = inp.g_scaled
+        if inp.k == 0:
+            rbar = self.reps_rel * (1 + np.linalg.norm(state.x0))
+            gsum = float(g @ g) + self.eps  # eps enters G once
+        else:
+            rbar = max(float(state.rbar[0]), float(np.linalg.norm(inp.x - state.x0)))
+            gsum = float(state.gsum[0]) + float(g @ g)
+        eta = self.lr * rbar / math.sqrt(gsum)
+        new = DoGState(state.x0, np.array([rbar]), np.array([gsum]))
+        return eta, new, {"d": rbar}
+
+    def rescale(self, state: DoGState, rho: float) -> DoGState:
+        return state
+
+
+def dog(lr: float = 1.0, reps_rel: float = 1e-6, eps: float = 1e-8) -> ParameterScaled:
+    """DoG = ``parameter_scaled(dog_step, identity)``; ``info["d"]`` is ``rbar``."""
+    return parameter_scaled(dog_step(lr, reps_rel, eps), rules.identity(), name="dog")
+
+
+@dataclass(frozen=True)
+class ldog:
+    """LDoG: DoG with every norm per layer (``blocks``; default one block), so ``eta`` is
+    one per layer (baselines.md section 3). A plain optimizer: the step is a vector."""
+
+    lr: float = 1.0
+    reps_rel: float = 1e-6
+    eps: float = 1e-8
+    blocks: tuple[int, ...] | None = None
+    name: str = "ldog"
+
+    def init(self, x0: np.ndarray) -> dict:
+        x0 = np.array(x0, dtype=np.float64)
+        b = _blocks(len(x0), self.blocks)
+        return {"k": 0, "x0": x0, "rbar": np.zeros(len(b)), "gsum": np.zeros(len(b))}
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        k = state["k"]
+        g = _grad(grad, x, k)
+        bl = _blocks(len(x), self.blocks)
+        gsq = np.array([g[s] @ g[s] for s in bl])
+        if k == 0:
+            rbar = self.reps_rel * (1 + np.array([np.linalg.norm(state["x0"][s]) for s in bl]))
+            gsum = gsq + self.eps
+        else:
+            dist = np.array([np.linalg.norm(x[s] - state["x0"][s]) for s in bl])
+            rbar, gsum = np.maximum(state["rbar"], dist), state["gsum"] + gsq
+        eta = self.lr * rbar / np.sqrt(gsum)
+        step = np.concatenate([np.full(s.stop - s.start, e) for s, e in zip(bl, eta, strict=True)])
+        new = {**state, "k": k + 1, "rbar": rbar, "gsum": gsum}
+        return x - step * g, new, {"lr": float(np.mean(eta)), "d": float(np.mean(rbar))}
+
+
+# -- COCOB-Backprop (Orabona & Tommasi 2017; parameterfree 0.0.1) ---------------------------
+
+
+@dataclass(frozen=True)
+class cocob:
+    """COCOB-Backprop, per coordinate (baselines.md section 7):
+
+        L = max(L, |g|);  theta -= g;  G += |g|;  R = max(R - g (x_k - x_0), 0)
+        x_{k+1} = x_0 + (R + L) theta / (max(G + L, alpha L) L)
+
+    ``info["lr"]``: the median betting fraction ``(R + L) / (max(G + L, alpha L) L)``."""
+
+    alpha: float = 100.0
+    eps: float = 1e-8
+    name: str = "cocob"
+
+    def __post_init__(self) -> None:
+        check.positive("alpha", self.alpha)
+        check.positive("eps", self.eps)  # eps = 0 with a zero gradient gives 0/0
+
+    def init(self, x0: np.ndarray) -> dict:
+        x0 = np.array(x0, dtype=np.float64)
+        z = np.zeros_like(x0)
+        return {"k": 0, "x0": x0, "theta": z, "G": z, "L": z + self.eps, "R": z}
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state["k"])
+        L = np.maximum(state["L"], np.abs(g))
+        theta = state["theta"] - g
+        G = state["G"] + np.abs(g)
+        R = np.maximum(state["R"] - g * (x - state["x0"]), 0.0)
+        frac = (R + L) / (np.maximum(G + L, self.alpha * L) * L)
+        new = {**state, "k": state["k"] + 1, "theta": theta, "G": G, "L": L, "R": R}
+        return state["x0"] + frac * theta, new, {"lr": float(np.median(frac))}
+
+
+# -- D-Adapt Adam (dadaptation 3.2) and Prodigy (prodigyopt 1.1.2) -------------------------
+
+
+@dataclass(frozen=True)
+class dadapt_adam:
+    """D-Adapt Adam, the v3 ("inner product") algorithm of ``dadaptation.DAdaptAdam``
+    (baselines.md section 5). Not ``parameter_scaled``: its first moment is lambda-weighted.
+
+        lam = d lr bc,  a = lam <g, s/(sqrt(v)+eps)>,  m = b1 m + (1-b1) lam g,
+        v = b2 v + (1-b2) g^2,  s = sqrt(b2) s + (1-sqrt(b2)) lam g,
+        N = sqrt(b2) N + (1-sqrt(b2)) a,  dhat = N / ((1-sqrt(b2)) ||s||_1),
+        d = max(d, min(dhat, d growth)),  x -= m / (sqrt(v) + eps)
+
+    With ``||s||_1 = 0`` (a zero first gradient, or lr = 0) the official code returns
+    without moving, storing ``N`` or advancing ``k``; so does this one."""
+
+    lr: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    d0: float = 1e-6
+    growth_rate: float = math.inf
+    use_bias_correction: bool = False
+    name: str = "dadapt_adam"
+
+    def __post_init__(self) -> None:
+        check.non_negative("lr", self.lr)
+        check.unit_interval("beta1", self.betas[0])
+        check.unit_interval("beta2", self.betas[1])
+        check.positive("eps", self.eps)
+        check.positive("d0", self.d0)
+        check.growth("growth_rate", self.growth_rate)
+
+    def init(self, x0: np.ndarray) -> dict:
+        z = np.zeros_like(np.asarray(x0, dtype=np.float64))
+        return {"k": 0, "d": self.d0, "N": 0.0, "s": z, "m": z, "v": z}
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        k = state["k"]
+        g = _grad(grad, x, k)
+        b1, b2 = self.betas
+        sb2 = b2**0.5
+        bc = (1 - b2 ** (k + 1)) ** 0.5 / (1 - b1 ** (k + 1)) if self.use_bias_correction else 1
+        d = state["d"]
+        lam = d * self.lr * bc
+        a = lam * float(g @ (state["s"] / (np.sqrt(state["v"]) + self.eps)))
+        m = b1 * state["m"] + lam * (1 - b1) * g
+        v = b2 * state["v"] + (1 - b2) * g * g
+        s = sb2 * state["s"] + lam * (1 - sb2) * g
+        N = sb2 * state["N"] + (1 - sb2) * a
+        s_l1 = float(np.sum(np.abs(s)))
+        info = {"lr": lam, "d": d}
+        if s_l1 == 0:
+            return x, {**state, "m": m, "v": v, "s": s}, info
+        if self.lr > 0:
+            d = max(d, min(N / ((1 - sb2) * s_l1), d * self.growth_rate))
+        x_next = x - m / (np.sqrt(v) + self.eps)
+        return x_next, {"k": k + 1, "d": d, "N": N, "s": s, "m": m, "v": v}, info
+
+
+@dataclass(frozen=True)
+class prodigy:
+    """Prodigy (``prodigyopt.Prodigy`` 1.1.2, baselines.md section 6), beta1 > 0:
+
+        lam = d lr bc;  R = beta3 R + (d/d0) lam <g, x_0 - x_k>
+        m = b1 m + d (1-b1) g;  v = b2 v + d^2 (1-b2) g^2
+        s = beta3 s + (d/d0) (safeguard_warmup ? d : lam) g
+        dhat = d_coef R / ||s||_1;  if d == d0: d = max(d, dhat)
+        d_max = max(d_max, dhat);  d = min(d_max, d growth)
+        x -= lam m / (sqrt(v) + d_new eps)
+
+    ``||s||_1 = 0`` returns without moving, as the official code does (R's decay is not
+    stored, k not advanced)."""
+
+    lr: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    beta3: float | None = None
+    eps: float = 1e-8
+    d0: float = 1e-6
+    d_coef: float = 1.0
+    growth_rate: float = math.inf
+    use_bias_correction: bool = False
+    safeguard_warmup: bool = False
+    name: str = "prodigy"
+
+    def __post_init__(self) -> None:
+        check.non_negative("lr", self.lr)
+        check.unit_interval("beta1", self.betas[0])
+        check.unit_interval("beta2", self.betas[1])
+        if self.betas[0] == 0:
+            raise ValueError(
+                "Invalid beta1: 0 (expected > 0; the beta1 = 0 variant of "
+                "Prodigy 1.1 is not implemented)"
+            )
+        check.positive("eps", self.eps)
+        check.positive("d0", self.d0)
+        check.positive("d_coef", self.d_coef)
+        check.growth("growth_rate", self.growth_rate)
+
+    def init(self, x0: np.ndarray) -> dict:
+        x0 = np.array(x0, dtype=np.float64)
+        z = np.zeros_like(x0)
+        return {"k": 0, "d": self.d0, "d_max": self.d0, "R": 0.0, "x0": x0, "s": z, "m": z, "v": z}
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        k = state["k"]
+        g = _grad(grad, x, k)
+        b1, b2 = self.betas
+        b3 = b2**0.5 if self.beta3 is None else self.beta3
+        bc = (1 - b2 ** (k + 1)) ** 0.5 / (1 - b1 ** (k + 1)) if self.use_bias_correction else 1
+        d, d0 = state["d"], self.d0
+        lam = d * self.lr * bc
+        R = b3 * state["R"] + (d / d0) * lam * float(g @ (state["x0"] - x))
+        m = b1 * state["m"] + d * (1 - b1) * g
+        v = b2 * state["v"] + d * d * (1 - b2) * g * g
+        s = b3 * state["s"] + (d / d0) * (d if self.safeguard_warmup else lam) * g
+        s_l1 = float(np.sum(np.abs(s)))
+        info = {"lr": lam, "d": d}
+        if s_l1 == 0:
+            return x, {**state, "m": m, "v": v, "s": s}, info
+        d_max = state["d_max"]
+        if self.lr > 0:
+            dhat = self.d_coef * R / s_l1
+            if d == d0:
+                d = max(d, dhat)
+            d_max = max(d_max, dhat)
+            d = min(d_max, d * self.growth_rate)
+        x_next = x - lam * m / (np.sqrt(v) + d * self.eps)
+        new = {**state, "k": k + 1, "d": d, "d_max": d_max, "R": R, "s": s, "m": m, "v": v}
+        return x_next, new, info
+
+
+# -- schedule-free (Defazio et al. 2024; schedulefree 1.4.1) --------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleFree:
+    """Schedule-free averaging around any scaling rule (baselines.md section 9): the
+    gradient is taken at ``y``, and
+
+        gamma_k = lr * min(1, (k+1)/warmup);  lr_max = max(lr_max, gamma_k)
+        c_k = w_k / sum w,  w_k = (k+1)^r lr_max^weight_lr_power
+        z -= gamma_k g / alpha_k**2;  x = (1 - c_k) x + c_k z;  y = beta x + (1 - beta) z
+
+    Identity scaling is ``SGDScheduleFreeReference``; the Adam rule without its first
+    moment (``sqrt(v/(1-beta2^(k+1))) + eps``) is ``AdamWScheduleFreeReference`` at weight
+    decay 0. The returned iterate is ``y``; the average ``x`` (evaluate there) is in
+    ``state["x"]``."""
+
+    scaling: Any
+    lr: float = 1.0
+    beta: float = 0.9
+    warmup_steps: int = 0
+    r: float = 0.0
+    weight_lr_power: float = 2.0
+    name: str = "schedule_free"
+
+    def __post_init__(self) -> None:
+        check.non_negative("lr", self.lr)
+        check.unit_interval("beta", self.beta)
+
+    def init(self, x0: np.ndarray) -> dict:
+        x0 = np.array(x0, dtype=np.float64)
+        return {
+            "k": 0,
+            "z": x0,
+            "x": x0,
+            "lr_max": -1.0,
+            "weight_sum": 0.0,
+            "scaling": self.scaling.init(x0),
+        }
+
+    def step(self, state: dict, y: np.ndarray, loss: Any, grad: Any):
+        k = state["k"]
+        g = _grad(grad, y, k)
+        alpha, sstate = self.scaling.update(state["scaling"], g, y)
+        sched = (k + 1) / self.warmup_steps if k < self.warmup_steps else 1.0
+        gamma = self.lr * sched
+        lr_max = max(gamma, state["lr_max"])
+        weight = (k + 1) ** self.r * lr_max**self.weight_lr_power
+        weight_sum = state["weight_sum"] + weight
+        c = weight / weight_sum if weight_sum > 0 else 0.0
+        z = state["z"] - gamma * g / alpha**2
+        x = (1 - c) * state["x"] + c * z
+        y_next = self.beta * x + (1 - self.beta) * z
+        new = {
+            "k": k + 1,
+            "z": z,
+            "x": x,
+            "lr_max": lr_max,
+            "weight_sum": weight_sum,
+            "scaling": sstate,
+        }
+        return y_next, new, {"lr": gamma, "alpha": alpha}
+
+
+def schedule_free_sgd(
+    lr: float = 1.0,
+    momentum: float = 0.9,
+    warmup_steps: int = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+) -> ScheduleFree:
+    """``schedulefree.SGDScheduleFree`` (defaults of 1.4.1)."""
+    return ScheduleFree(
+        rules.identity(), lr, momentum, warmup_steps, r, weight_lr_power, "schedule_free_sgd"
+    )
+
+
+def schedule_free_adam(
+    lr: float = 0.0025,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    warmup_steps: int = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+) -> ScheduleFree:
+    """``schedulefree.AdamWScheduleFree`` at weight decay 0 (defaults of 1.4.1)."""
+    return ScheduleFree(
+        rules.adam(betas[1], eps),
+        lr,
+        betas[0],
+        warmup_steps,
+        r,
+        weight_lr_power,
+        "schedule_free_adam",
+    )
+
+
+# -- Mechanic (Cutkosky, Defazio, Mehta 2023; mechanic-pytorch 0.0.1) ----------------------
+
+
+@dataclass(frozen=True)
+class mechanic:
+    """Mechanic around any base optimizer of this protocol (baselines.md section 10):
+
+        u_k = base step from x_k;  S = sum_j s_j;  Delta_k = (x_k - x_ref) / (S + eps)
+        h = <Delta_k, g + s_decay S ||g|| (x_k+u_k) / (||x_k+u_k|| + eps)>;  Delta += u_k
+        m_j = max(b_j m_j, |h|);  v_j = b_j^2 v_j + h^2;  r_j = max(b_j r_j - s_j h, 0)
+        s_j = (m_j s_init / n + r_j) / (sqrt(v_j) + eps);  x_{k+1} = x_ref + Delta max(S', 0)
+
+    ``info["lr"]`` is the scale ``sum_j s_j``."""
+
+    base: Any
+    s_decay: float = 0.01
+    betas: tuple[float, ...] = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
+    s_init: float = 1e-8
+    eps: float = 1e-8
+    name: str = "mechanic"
+
+    def init(self, x0: np.ndarray) -> dict:
+        x0 = np.array(x0, dtype=np.float64)
+        n = len(self.betas)
+        return {
+            "k": 0,
+            "ref": x0,
+            "base": self.base.init(x0),
+            "s": np.zeros(n),
+            "m": np.full(n, 1e-6),
+            "v": np.zeros(n),
+            "r": np.zeros(n),
+        }
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state["k"])
+        moved, base_state, _ = self.base.step(state["base"], x, loss, g)
+        u = moved - x
+        S = float(np.sum(state["s"]))
+        delta = (x - state["ref"]) / (S + self.eps)
+        decay = self.s_decay * moved * S * np.linalg.norm(g) / (np.linalg.norm(moved) + self.eps)
+        h = float(delta @ (g + decay))
+        delta = delta + u
+        b = np.asarray(self.betas)
+        m = np.maximum(b * state["m"], abs(h))
+        v = b**2 * state["v"] + h * h
+        r = np.maximum(b * state["r"] - state["s"] * h, 0.0)
+        s = (m * self.s_init / len(b) + r) / (np.sqrt(v) + self.eps)
+        x_next = state["ref"] + delta * max(float(np.sum(s)), 0.0)
+        new = {**state, "k": state["k"] + 1, "base": base_state, "s": s, "m": m, "v": v, "r": r}
+        return x_next, new, {"lr": float(np.sum(s))}
+
+
+# -- EG step-size adaptation (Amid, Anil, Fifty, Warmuth 2022) -------------------------------
+
+
+@dataclass(frozen=True)
+class eg_stepsize:
+    """Step-size adaptation by exponentiated gradient (Amid et al. 2022, arXiv 2202.00145).
+
+    No public code exists and the seed text has no equations; these are the equations of
+    the only rendering found (a third-party survey, baselines.md section 11), UNVERIFIED
+    against the paper's Algorithm box:
+
+        p_k = p_{k-1} * exp(gamma_p * m_{k-1} * g_k)      per-coordinate gains (EG)
+        s_k = s_{k-1} * exp(gamma_s * <h_{k-1}, g_k>)     global scale (EG)
+        m_k = beta1 m_{k-1} + (1 - beta1) g_k
+        h_k = mu h_{k-1} + lr * (p_k * g_k)
+        x_{k+1} = x_k - s_k h_k
+
+    Choices (no source for them): s_0 = 1, p_0 = 1, m_{-1} = h_{-1} = 0, no gain
+    normalisation or clipping. With gamma_p = gamma_s = 0 it is heavy-ball SGD
+    (``torch.optim.SGD(lr, momentum=mu)``), which the tests check; s and p stay positive."""
+
+    lr: float = 0.1
+    mu: float = 0.9
+    beta1: float = 0.9
+    gamma_p: float = 0.01
+    gamma_s: float = 0.01
+    name: str = "eg_stepsize"
+
+    def __post_init__(self) -> None:
+        check.positive("lr", self.lr)
+        check.unit_interval("mu", self.mu)
+        check.unit_interval("beta1", self.beta1)
+        check.non_negative("gamma_p", self.gamma_p)
+        check.non_negative("gamma_s", self.gamma_s)
+
+    def init(self, x0: np.ndarray) -> dict:
+        z = np.zeros_like(np.asarray(x0, dtype=np.float64))
+        return {"k": 0, "p": z + 1.0, "s": 1.0, "m": z, "h": z}
+
+    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state["k"])
+        with np.errstate(over="ignore"):
+            p = state["p"] * np.exp(self.gamma_p * state["m"] * g)
+            s = state["s"] * float(np.exp(self.gamma_s * float(state["h"] @ g)))
+        if not (math.isfinite(s) and np.all(np.isfinite(p))):
+            raise FloatingPointError(
+                f"EG step size overflowed at step {state['k']}: step refused (diverged)"
+            )
+        m = self.beta1 * state["m"] + (1 - self.beta1) * g
+        h = self.mu * state["h"] + self.lr * (p * g)
+        new = {"k": state["k"] + 1, "p": p, "s": s, "m": m, "h": h}
+        return x - s * h, new, {"lr": s * self.lr, "min_gain": float(np.min(p))}
