@@ -157,3 +157,28 @@ def test_eg_gains_stay_positive_and_adapt():
 def test_invalid_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("opt", [O.dadapt_adam(lr=0.0), O.prodigy(lr=0.0)], ids=lambda o: o.name)
+def test_lr_zero_returns_without_moving(opt):
+    """lr -> 0 (e.g. by a schedule): the official D-Adapt Adam and Prodigy return early with
+    no move; mirrored."""
+    p = PROBLEMS[0]
+    traj = theory.run(opt, p, iters=5)
+    assert np.all(traj.x == traj.x[0])
+
+
+def test_dadapt_sgd_schedule_reaching_zero_is_not_an_error():
+    """The official DAdaptSGD raises UnboundLocalError when the schedule reaches lr = 0
+    (baselines.md 4); here the step is 0 and d is kept: fixed, not mirrored."""
+    p = PROBLEMS[0]
+    traj = theory.run(O.dadapt_sgd(schedule=lambda k: max(0.0, 1 - k / 10)), p, iters=20)
+    assert np.all(traj.lr[10:] == 0) and np.all(traj.x[11:] == traj.x[11])
+    assert np.all(np.diff(traj.info["d"][10:]) == 0)
+
+
+def test_weight_decay_is_refused_clearly():
+    """Weight decay is not implemented for the baselines (the paper runs without it): asking
+    for it fails at construction instead of being ignored."""
+    with pytest.raises(TypeError, match="weight_decay"):
+        O.prodigy(weight_decay=0.1)
