@@ -287,30 +287,9 @@ def invariance_data(iters: int) -> Rows:
                 {"panel": "invariance", "series": f"alpha x {t:g}", "k": k, "value": f - sol.f}
             )
     # one coordinate's gradient becomes exactly 0 (its alpha -> sqrt(eps) under Adam)
-    A = p.data["A"].copy()
-    A[:, 0] = 0.0
-    b = p.data["b"]
-    t0 = -1e-9
+    from synthetic.transforms import stopping_coordinate
 
-    def grad(x, idx=None):
-        g = A.T @ np.sign(A @ x - b) / A.shape[0]
-        g[0] = 1.0 if x[0] > t0 else 0.0
-        return g
-
-    early = type(
-        "Early",
-        (),
-        {
-            "f": staticmethod(
-                lambda x, idx=None: float(np.mean(np.abs(A @ x - b)) + max(0.0, x[0] - t0))
-            ),
-            "grad": staticmethod(grad),
-            "n": p.n,
-            "m": p.m,
-            "x0": p.x0,
-            "name": "early",
-        },
-    )()
+    early = stopping_coordinate(p, j=0)
     for label, kw in (
         ("PS-DA-SGD", {}),
         ("naive conversion", {"reference": "g0/alpha_k", "rescale": "none"}),

@@ -19,7 +19,6 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ import synthetic
 import theory
 from proofs_check import runner as R
 from proofs_check import search as SE
+from synthetic.transforms import permuted
 from theory import optimizers as O
 from theory import scaling as S
 
@@ -190,18 +190,6 @@ def _rule_checks(rule: Any, iters: int) -> list[Check]:
     return checks
 
 
-def _permuted(problem: Any, perm: np.ndarray) -> Any:
-    inv = np.argsort(perm)
-    return SimpleNamespace(
-        f=lambda x, idx=None: problem.f(x[inv], idx),
-        grad=lambda x, idx=None: problem.grad(x[inv], idx)[perm],
-        n=problem.n,
-        m=problem.m,
-        x0=problem.x0[perm],
-        name=problem.name + "[perm]",
-    )
-
-
 def _invariance_checks(rule: Any, iters: int = 60) -> list[Check]:
     problems = [synthetic.lad(30, 6, 0.0, seed=1), synthetic.hinge(30, 6, 2.0, seed=2)]
     methods = {
@@ -219,7 +207,7 @@ def _invariance_checks(rule: Any, iters: int = 60) -> list[Check]:
             ).x
             perm = np.random.default_rng(0).permutation(p.n)
             c = theory.run(
-                make(rule), _permuted(p, perm), x0=x0[perm], iters=iters, stop_on_nonfinite=True
+                make(rule), permuted(p, perm), x0=x0[perm], iters=iters, stop_on_nonfinite=True
             ).x
             if a.shape != b.shape or a.shape != c.shape:
                 return [Check(f"{label} invariances", False, "runs stopped at different steps")]

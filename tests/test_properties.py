@@ -4,7 +4,6 @@ not halt the others, monotone rule => d non-decreasing. Each has a planted-error
 shows the property test can fail."""
 
 import math
-from types import SimpleNamespace
 
 import dadaptation
 import numpy as np
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 import synthetic.strategies as sst
 import theory
+from synthetic.transforms import permuted, stopping_coordinate
 from tests.oracle import max_rel_dev, oracle_trajectory
 from tests.test_oracle_dadapt_sps import sps_equations
 from theory import optimizers as O
@@ -94,18 +94,6 @@ def test_invariance_check_catches_a_scale_dependent_rule():
 # -- permutation equivariance -------------------------------------------------------------
 
 
-def permuted(problem, perm):
-    inv = np.argsort(perm)
-    return SimpleNamespace(
-        f=lambda x, idx=None: problem.f(x[inv], idx),
-        grad=lambda x, idx=None: problem.grad(x[inv], idx)[perm],
-        n=problem.n,
-        m=problem.m,
-        x0=problem.x0[perm],
-        name=problem.name + "[perm]",
-    )
-
-
 def _perm_case(make, ps, rule, seed):
     p, x0 = ps
     perm = np.random.default_rng(seed).permutation(p.n)
@@ -139,25 +127,6 @@ def test_permutation_check_catches_a_position_dependent_rule():
 # -- a coordinate that converges early does not halt the others (PS-DA-SGD) ---------------
 
 
-def early_stopper(problem, j, margin=1e-9):
-    """``problem`` on all coordinates but j (its column zeroed), plus ``c max(0, x_j - t)``
-    with t just below x0_j: g_j != 0 for the first step(s), then exactly 0 for ever."""
-    A = problem.data["A"].copy()
-    A[:, j] = 0.0
-    b = problem.data["b"]
-    t = problem.x0[j] - margin
-
-    def f(x, idx=None):
-        return float(np.mean(np.abs(A @ x - b)) + max(0.0, x[j] - t))
-
-    def grad(x, idx=None):
-        g = A.T @ np.sign(A @ x - b) / A.shape[0]
-        g[j] = 1.0 if x[j] > t else 0.0
-        return g
-
-    return SimpleNamespace(f=f, grad=grad, n=problem.n, m=problem.m, x0=problem.x0, name="early")
-
-
 def _others_step(p, j, rule, **variant):
     """min over k >= 50 of the other coordinates' median step lam_k / alpha_{k,i}**2,
     relative to its value at k = 50 (after the stopped coordinate's gradient vanished)."""
@@ -175,7 +144,7 @@ RULES_FOR_STOP = st.sampled_from([S.adam(beta2=0.9), S.adam(beta2=0.99), S.adam(
 def test_zero_gradient_coordinate_does_not_halt_others(seed, n, rule):
     from synthetic import lad
 
-    p = early_stopper(lad(30, n, 0.0, seed=seed), j=0)
+    p = stopping_coordinate(lad(30, n, 0.0, seed=seed), j=0)
     # measured over 80 cases at beta2 = 0.9: min 0.73, one drawn case 0.27; the naive
     # conversion below: median 0.018. "Bounded below" = never shrinks 10x.
     assert _others_step(p, 0, rule) > 0.1
@@ -188,7 +157,7 @@ def test_naive_conversion_halts_training(seed):
     others' step; the property above then fails (measured: 0.013-0.07 after 400 steps)."""
     from synthetic import lad
 
-    p = early_stopper(lad(30, 4, 0.0, seed=seed), j=0)
+    p = stopping_coordinate(lad(30, 4, 0.0, seed=seed), j=0)
     naive = {"reference": "g0/alpha_k", "rescale": "none"}
     assert _others_step(p, 0, S.adam(beta2=0.9), **naive) < 0.1
 
