@@ -96,13 +96,11 @@ class adagrad:
 
 
 @dataclass(frozen=True)
-class rmsprop:
-    """alpha_k**2 = sqrt(v_k) + eps, v_k = beta2 v_{k-1} + (1-beta2) g_k**2 (SPEC Table 1)."""
+class _second_moment:
+    """What RMSProp, Adam and AMSGrad share: ``v_k = beta2 v_{k-1} + (1-beta2) g_k**2``."""
 
     beta2: float = 0.999
     eps: float = 1e-8
-    name: str = "rmsprop"
-    monotone: bool = False
 
     def __post_init__(self) -> None:
         check.unit_interval("beta2", self.beta2)
@@ -111,64 +109,63 @@ class rmsprop:
     def init(self, x0: Any) -> Moments:
         return Moments(0, array_namespace(x0).zeros_like(x0))
 
+    def _ema(self, state: Moments, g: Any) -> Any:
+        return self.beta2 * state.v + (1 - self.beta2) * (g * g)
+
+
+@dataclass(frozen=True)
+class rmsprop(_second_moment):
+    """alpha_k**2 = sqrt(v_k) + eps (SPEC Table 1, row RMSProp)."""
+
+    name: str = "rmsprop"
+    monotone: bool = False
+
     def update(self, state: Moments, g: Any, x: Any) -> tuple[Any, Moments]:
         xp = array_namespace(g)
-        v = self.beta2 * state.v + (1 - self.beta2) * (g * g)
+        v = self._ema(state, g)
         return _alpha(xp, xp.sqrt(v) + self.eps), Moments(state.k + 1, v)
 
 
 @dataclass(frozen=True)
-class adam:
+class adam(_second_moment):
     """alpha_k**2 = sqrt(v_k / (1-beta2**(k+1))) + eps (SPEC Table 1, row Adam)."""
 
-    beta2: float = 0.999
-    eps: float = 1e-8
     name: str = "adam"
     monotone: bool = False
 
-    def __post_init__(self) -> None:
-        check.unit_interval("beta2", self.beta2)
-        check.positive("eps", self.eps)
-
-    def init(self, x0: Any) -> Moments:
-        return Moments(0, array_namespace(x0).zeros_like(x0))
-
     def update(self, state: Moments, g: Any, x: Any) -> tuple[Any, Moments]:
         xp = array_namespace(g)
-        v = self.beta2 * state.v + (1 - self.beta2) * (g * g)
+        v = self._ema(state, g)
         bc2 = 1 - self.beta2 ** (state.k + 1)
         # torch's order: sqrt(v) / sqrt(bc2) + eps
         return _alpha(xp, xp.sqrt(v) / bc2**0.5 + self.eps), Moments(state.k + 1, v)
 
 
 @dataclass(frozen=True)
-class amsgrad:
+class amsgrad(_second_moment):
     """AMSGrad (SPEC Table 1). ``form="monotone"`` (default): the max is taken after bias
     correction, ``vhat_k = max(vhat_{k-1}, v_k / (1-beta2**(k+1)))``, ``alpha**2 =
     sqrt(vhat_k) + eps`` -- non-decreasing, the hypothesis of claims A1/A4.
     ``form="torch"``: ``torch.optim.Adam(amsgrad=True)``, max over raw ``v`` then bias
     correction, which is *not* monotone (baselines.md section 8)."""
 
-    beta2: float = 0.999
-    eps: float = 1e-8
     form: str = "monotone"
     name: str = "amsgrad"
     monotone: bool = True
 
     def __post_init__(self) -> None:
-        check.unit_interval("beta2", self.beta2)
-        check.positive("eps", self.eps)
+        super().__post_init__()
         check.choice("form", self.form, ("monotone", "torch"))
         if self.form == "torch":
             object.__setattr__(self, "monotone", False)
 
     def init(self, x0: Any) -> Moments:
         xp = array_namespace(x0)
-        return Moments(0, xp.zeros_like(x0), xp.zeros_like(x0))  # m slot holds the running max
+        return Moments(0, xp.zeros_like(x0), xp.zeros_like(x0))  # m slot: the running max
 
     def update(self, state: Moments, g: Any, x: Any) -> tuple[Any, Moments]:
         xp = array_namespace(g)
-        v = self.beta2 * state.v + (1 - self.beta2) * (g * g)
+        v = self._ema(state, g)
         bc2 = 1 - self.beta2 ** (state.k + 1)
         if self.form == "monotone":
             vmax = xp.maximum(state.m, v / bc2)

@@ -1,0 +1,42 @@
+"""The command line: every subcommand has --help (SPEC section 9); the main job runs."""
+
+import pytest
+
+from paramscale.cli import main
+
+
+@pytest.mark.parametrize("command", ["compare", "check", "plot", "validate-rule", "bench"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: paramscale " + command in capsys.readouterr().out
+
+
+def test_main_job_prints_its_table(capsys, tmp_path):
+    csv = tmp_path / "c.csv"
+    assert (
+        main(
+            [
+                "compare",
+                "--quick",
+                "--iters",
+                "50",
+                "--no-progress",
+                "--methods",
+                "sps,ps_sps[adam],ps_dadapt_sgd[adam]",
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "ps_sps[adam]" in out and "lad(m=60,n=8,scale=2,seed=0)" in out
+    assert len(csv.read_text().splitlines()) == 1 + 3 * 15  # header + methods x problems
+
+
+def test_bad_arguments_exit_two(capsys):
+    assert main(["compare", "--methods", "nope"]) == 2
+    assert main(["compare", "--iters", "0"]) == 2
+    assert main(["bench", "--sizes", "ten"]) == 2
