@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +84,3 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"Problem({self.name!r}, n={self.n}, m={self.m})"
-
-
-Factory = Callable[..., Problem]

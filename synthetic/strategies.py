@@ -8,8 +8,6 @@ from synthetic import families as fam
 from synthetic.problem import Problem
 from theory import scaling
 
-#: families whose loss is >= 0, so f* = 0 is a valid lower bound without a solve
-NONNEGATIVE = ("lad", "hinge", "huber", "logistic")
 ALL = ("lad", "hinge", "hinge_l1", "max_affine", "huber", "logistic", "l1_ball", "nesterov_worst")
 
 

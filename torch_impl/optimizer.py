@@ -190,13 +190,6 @@ class ParameterScaled(torch.optim.Optimizer):
             torch.distributed.all_reduce(t, torch.distributed.ReduceOp.MAX, self.process_group)
         return t
 
-    def _sum_sq(self, ts: Tensors) -> torch.Tensor:
-        """sum of squares over all tensors (of all ranks). Each tensor's norm is reduced by
-        ATen (which accumulates float32 in double on CPU, float on CUDA) without copying the
-        tensor to float64; the per-tensor results are combined in float64."""
-        norms = torch.stack(torch._foreach_norm(ts, 2)).to(F64)
-        return self._all_sum(norms.square().sum())
-
     # -- the step ------------------------------------------------------------------------
     def _collect(self) -> list[tuple[dict[str, Any], Tensors, Tensors]]:
         out = []
