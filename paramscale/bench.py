@@ -47,7 +47,9 @@ def _optimizers(device: str) -> dict[str, Callable]:
         "Prodigy": lambda ps: prodigyopt.Prodigy(ps),
         "PSDASGD(foreach)": lambda ps: T.PSDASGD(ps, foreach=True),
         "PSDASGD(per-tensor)": lambda ps: T.PSDASGD(ps, foreach=False),
+        "PSDASGD(fused)": lambda ps: T.PSDASGD(ps, fused=True),
         "PSSPS(foreach)": lambda ps: T.PSSPS(ps, f_star=0.0, foreach=True),
+        "PSSPS(fused)": lambda ps: T.PSSPS(ps, f_star=0.0, fused=True),
         "PSSPS(per-tensor)": lambda ps: T.PSSPS(ps, f_star=0.0, foreach=False),
     }
     return out

@@ -1,7 +1,17 @@
 """Multi-tensor (``torch._foreach_*``) versions of the element-wise scaling rules.
 
-Each computes, for a list of tensors, exactly what ``theory.scaling`` computes per tensor
-(SPEC Table 1), updating the rule state in place. The per-tensor path runs the theory rule
+Each rule is two functions over lists of tensors that together compute exactly what
+``theory.scaling`` computes per tensor (SPEC Table 1):
+
+- ``advance(rule, c, states, gs)``: the rule state at step k from the state at k-1 and
+  g_k, in place;
+- ``alpha(rule, c, states, gs)``: alpha_k as a function of the state at step k alone
+  (``gs`` only gives the shape);
+
+where ``c = correction(rule, k)`` holds step k's bias correction.
+
+Splitting them lets the fused path derive alpha_{k-1} from the state it is about to
+advance, in the same pass, instead of storing it. The per-tensor path runs the theory rule
 objects themselves (array API), and the two paths are tested against each other. Rules
 without an entry here (LARS, LAMB, user rules) always take the per-tensor path.
 
@@ -12,6 +22,7 @@ moment / accumulator), ``scaling.2`` = running max (AMSGrad).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
@@ -20,60 +31,89 @@ from theory import scaling as S
 Tensors = list[torch.Tensor]
 
 
-def _second_moment(v: Tensors, gs: Tensors, beta2: float) -> None:
-    torch._foreach_mul_(v, beta2)
-    torch._foreach_addcmul_(v, gs, gs, value=1 - beta2)  # v = beta2 v + (1-beta2) g^2
+def _v(states: list[dict], slot: int = 1) -> Tensors:
+    return [st[f"scaling.{slot}"] for st in states]
 
 
-def _identity(rule: S.identity, k: int, states: list[dict], gs: Tensors) -> Tensors:
+def _alpha_of(div: Tensors, eps: float) -> Tensors:
+    torch._foreach_add_(div, eps)
+    return torch._foreach_sqrt(div)  # alpha = sqrt(div + eps)
+
+
+class Correction(NamedTuple):
+    """Step k's bias correction ``bc2 = 1 - beta2**(k+1)`` and its square root: floats on
+    the foreach path, 0-dim tensors in the compiled kernels (computed once per step, not
+    once per element)."""
+
+    bc2: Any
+    root: Any
+
+
+def correction(rule: Any, k: int) -> Correction:
+    bc2 = 1 - rule.beta2 ** (k + 1) if hasattr(rule, "beta2") else 1.0
+    return Correction(bc2, bc2**0.5)
+
+
+def _nothing(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> None:
+    return None
+
+
+def _accumulate(rule: S.adagrad, c: Correction, states: list[dict], gs: Tensors) -> None:
+    torch._foreach_addcmul_(_v(states), gs, gs)  # v += g^2
+
+
+def _second_moment(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> None:
+    v = _v(states)
+    torch._foreach_mul_(v, rule.beta2)
+    torch._foreach_addcmul_(v, gs, gs, value=1 - rule.beta2)  # v = beta2 v + (1-beta2) g^2
+
+
+def _running_max(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> None:
+    _second_moment(rule, c, states, gs)
+    v, vmax = _v(states), _v(states, 2)
+    if rule.form == "monotone":
+        torch._foreach_maximum_(vmax, torch._foreach_div(v, c.bc2))  # max after bc
+    else:
+        torch._foreach_maximum_(vmax, v)
+
+
+def _ones(rule: S.identity, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
     return [torch.ones_like(g) for g in gs]
 
 
-def _adagrad(rule: S.adagrad, k: int, states: list[dict], gs: Tensors) -> Tensors:
-    v = [st["scaling.1"] for st in states]
-    torch._foreach_addcmul_(v, gs, gs)
-    div = torch._foreach_sqrt(v)
-    torch._foreach_add_(div, rule.eps)  # sqrt(sum g^2) + eps
-    return torch._foreach_sqrt(div)
+def _root(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+    return _alpha_of(torch._foreach_sqrt(_v(states)), rule.eps)  # sqrt(sqrt(v) + eps)
 
 
-def _rmsprop(rule: S.rmsprop, k: int, states: list[dict], gs: Tensors) -> Tensors:
-    v = [st["scaling.1"] for st in states]
-    _second_moment(v, gs, rule.beta2)
-    div = torch._foreach_sqrt(v)
-    torch._foreach_add_(div, rule.eps)
-    return torch._foreach_sqrt(div)
+def _adam_root(rule: S.adam, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+    div = torch._foreach_sqrt(_v(states))
+    torch._foreach_div_(div, c.root)
+    return _alpha_of(div, rule.eps)  # sqrt(sqrt(v) / sqrt(bc2) + eps)
 
 
-def _adam(rule: S.adam, k: int, states: list[dict], gs: Tensors) -> Tensors:
-    v = [st["scaling.1"] for st in states]
-    _second_moment(v, gs, rule.beta2)
-    div = torch._foreach_sqrt(v)
-    torch._foreach_div_(div, (1 - rule.beta2 ** (k + 1)) ** 0.5)
-    torch._foreach_add_(div, rule.eps)  # sqrt(v) / sqrt(bc2) + eps
-    return torch._foreach_sqrt(div)
+def _amsgrad_root(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+    div = torch._foreach_sqrt(_v(states, 2))
+    if rule.form == "torch":
+        torch._foreach_div_(div, c.root)  # bias correction after the max
+    return _alpha_of(div, rule.eps)
 
 
-def _amsgrad(rule: S.amsgrad, k: int, states: list[dict], gs: Tensors) -> Tensors:
-    v = [st["scaling.1"] for st in states]
-    vmax = [st["scaling.2"] for st in states]
-    _second_moment(v, gs, rule.beta2)
-    bc2 = 1 - rule.beta2 ** (k + 1)
-    if rule.form == "monotone":
-        torch._foreach_maximum_(vmax, torch._foreach_div(v, bc2))  # max after bias correction
-        div = torch._foreach_sqrt(vmax)
-    else:
-        torch._foreach_maximum_(vmax, v)
-        div = torch._foreach_sqrt(vmax)
-        torch._foreach_div_(div, bc2**0.5)
-    torch._foreach_add_(div, rule.eps)
-    return torch._foreach_sqrt(div)
+class ForeachRule(NamedTuple):
+    advance: Callable[[Any, Any, list[dict], Tensors], None]
+    alpha: Callable[[Any, Any, list[dict], Tensors], Tensors]
 
 
-FOREACH: dict[type, Callable[..., Tensors]] = {
-    S.identity: _identity,
-    S.adagrad: _adagrad,
-    S.rmsprop: _rmsprop,
-    S.adam: _adam,
-    S.amsgrad: _amsgrad,
+FOREACH: dict[type, ForeachRule] = {
+    S.identity: ForeachRule(_nothing, _ones),
+    S.adagrad: ForeachRule(_accumulate, _root),
+    S.rmsprop: ForeachRule(_second_moment, _root),
+    S.adam: ForeachRule(_second_moment, _adam_root),
+    S.amsgrad: ForeachRule(_running_max, _amsgrad_root),
 }
+
+
+def update(rule: Any, k: int, states: list[dict], gs: Tensors) -> Tensors:
+    """Advance the state to step k (in place) and return alpha_k."""
+    fr, c = FOREACH[type(rule)], correction(rule, k)
+    fr.advance(rule, c, states, gs)
+    return fr.alpha(rule, c, states, gs)

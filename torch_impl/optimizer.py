@@ -34,10 +34,12 @@ import torch
 from theory import _validate as check
 from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
-from torch_impl.foreach_rules import FOREACH
+from torch_impl import fused as F
+from torch_impl.foreach_rules import FOREACH, correction, update
 
 Tensors = list[torch.Tensor]
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+FUSED_PACKS = (8, 4, 2, 1)  # tensors per compiled-kernel call: at most 4 compiles per kernel
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
 
@@ -62,6 +64,9 @@ class ParameterScaled(torch.optim.Optimizer):
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
+        fused: run each sweep as one compiled kernel per tensor (``torch_impl.fused``;
+            CPU parameters, element-wise built-in rules, ``reference="max_alpha"``). The
+            first step compiles (~20 s); a C++ compiler must be installed.
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
         sharded: the parameters are split across the ranks of ``process_group`` (each rank
             passes only its own shard): every global statistic (sums of squares, inner
@@ -80,6 +85,7 @@ class ParameterScaled(torch.optim.Optimizer):
         first_moment: float = 0.0,
         *,
         foreach: bool | None = None,
+        fused: bool = False,
         skip_nonfinite: bool = False,
         sharded: bool = False,
         process_group: Any = None,
@@ -95,6 +101,13 @@ class ParameterScaled(torch.optim.Optimizer):
                 "Invalid step: a schedule on the step rule (expected None: in torch the "
                 "schedule is the group lr; use torch.optim.lr_scheduler)"
             )
+        if fused and foreach:
+            raise ValueError("Invalid foreach: True with fused=True (expected at most one)")
+        if fused and getattr(step, "reference", "max_alpha") != "max_alpha":
+            raise ValueError(
+                f"Invalid reference: {step.reference!r} with fused=True (expected "
+                "'max_alpha'; the other reference runs on the foreach path)"
+            )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -103,6 +116,9 @@ class ParameterScaled(torch.optim.Optimizer):
         }
         self.step_rule = step
         self.foreach = foreach
+        self.fused = fused
+        self._views: dict[torch.Tensor, tuple] = {}  # fused path: per-parameter views
+        self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
         self.sharded = sharded
         self.process_group = process_group
@@ -118,6 +134,16 @@ class ParameterScaled(torch.optim.Optimizer):
         for p in group["params"]:
             if p.is_complex():
                 raise TypeError(f"Invalid parameter: complex dtype {p.dtype} is not supported")
+            if self.fused and p.device.type != "cpu":
+                raise ValueError(
+                    f"Invalid parameter device: {p.device} with fused=True (expected cpu; "
+                    "on CUDA use the foreach path)"
+                )
+        if self.fused and type(group["scaling"]) not in FOREACH:
+            raise ValueError(
+                f"Invalid scaling: {group['scaling']!r} with fused=True (expected an "
+                f"element-wise built-in rule: {', '.join(r.__name__ for r in FOREACH)})"
+            )
 
     # -- bookkeeping ---------------------------------------------------------------------
     @property
@@ -211,13 +237,17 @@ class ParameterScaled(torch.optim.Optimizer):
                 out.append((group, ps, gs))
         return out
 
-    def _preflight(self, batches, loss: torch.Tensor | None) -> bool:
+    def _preflight(self, batches, loss: torch.Tensor | None, part: dict | None) -> bool:
         """One host sync: are gradients (and loss) finite, and is f >= f* - tol? A gradient
         norm is non-finite exactly when an entry is (ATen accumulates float32 squares in
-        double, so no finite float32 gradient overflows); one pass, and the squared norms
-        are kept as ``||g||^2`` for D-Adaptation's ``||g_0||``."""
-        sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square().sum() for _, _, gs in batches]
-        self._grad_sq = torch.stack(sq).sum()
+        double, so no finite float32 gradient overflows); one pass (or, on the fused path,
+        sweep 1's ``part["gradsq"]``), and the squared norms are kept as ``||g||^2`` for
+        D-Adaptation's ``||g_0||``."""
+        if part is not None:
+            self._grad_sq = torch.stack(part.pop("gradsq")).sum()
+        else:
+            sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs in batches]
+            self._grad_sq = torch.cat(sq).sum()
         finite = torch.isfinite(self._grad_sq)
         below = torch.zeros((), dtype=torch.bool, device=finite.device)
         if loss is not None:
@@ -283,22 +313,27 @@ class ParameterScaled(torch.optim.Optimizer):
             part.setdefault(key, []).append(value.to(F64))
 
         for group, ps, gs in batches:
+            if self.fused:
+                self._fused_rule(group, ps, gs, k, add)
+                continue
             fast, chunks = self._chunks(group, ps, gs)
             for cp, cg in chunks:
                 sts = [self.state[p] for p in cp]
+                if rho_needed:
+                    _derive_alpha(group["scaling"], k - 1, sts, cg)
                 if fast:
-                    alphas = FOREACH[type(group["scaling"])](group["scaling"], k, sts, cg)
+                    alphas = update(group["scaling"], k, sts, cg)
                     for st in sts:
                         if "scaling.0" in st:
                             st["scaling.0"] = k + 1
                 else:
                     alphas = self._rule_per_tensor(group["scaling"], cp, cg, sts)
-                if rho_needed:  # rho_k = max(alpha_k / alpha_{k-1})
-                    prev = [st["alpha"] for st in sts]
-                    add(
-                        "ratio",
-                        torch.stack(torch._foreach_max(torch._foreach_div(alphas, prev))).max(),
-                    )
+                # rho_k = max(alpha_k / alpha_{k-1}), over tensors that had an alpha_{k-1}
+                # (a parameter whose first gradient comes at this step has none)
+                had = [(a, st["alpha"]) for st, a in zip(sts, alphas, strict=True) if "alpha" in st]
+                if rho_needed and had:
+                    ratios = torch._foreach_div(*map(list, zip(*had, strict=True)))
+                    add("ratio", torch.stack(torch._foreach_max(ratios)).max())
                 if isinstance(rule_is, polyak):
                     gp = torch._foreach_div(cg, alphas)  # g' = g / alpha
                     add("gsq", torch.stack(torch._foreach_norm(gp)).square().sum())
@@ -313,6 +348,88 @@ class ParameterScaled(torch.optim.Optimizer):
                 for st, a in zip(sts, alphas, strict=True):
                     st["alpha"] = a
         return part
+
+    def _fused_packs(self, ps: Tensors, gs: Tensors, fresh_apart: bool) -> list:
+        """The group's tensors for the compiled kernels: grouped by (dtype, has z, fresh) and
+        cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
+        length) serve any model. A pack is a list of (state, views, g view); the views
+        (``_fused_views``) are cached per parameter for as long as its state dict lives. A
+        fresh tensor (no update yet) has no alpha_{k-1}: with ``fresh_apart`` it goes into
+        packs of its own."""
+        kinds: dict[tuple, list] = {}
+        for p, g in zip(ps, gs, strict=True):
+            if g.numel() == 0:
+                continue
+            st = self.state[p]
+            cached = self._views.get(p)
+            if cached is None or cached[0] is not st:
+                cached = self._views[p] = (st, _fused_views(p, st))
+            views = cached[1]
+            fresh = fresh_apart and st["scaling.0"] == 0
+            item = (st, views, g.reshape(views["x"].shape))  # a view unless g is strided
+            kinds.setdefault((g.dtype, views["z"] is not None, fresh), []).append(item)
+        packs = []
+        for kind, items in kinds.items():
+            i = 0
+            for size in FUSED_PACKS:
+                while len(items) - i >= size:
+                    packs.append((kind, items[i : i + size]))
+                    i += size
+        return packs
+
+    def _fused_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+        """Sweep 1 as compiled kernels (``torch_impl.fused.rule_sweep``): reductions only
+        (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
+        lam in sweep 2) and ||g||^2 (the finite check)."""
+        rule = group["scaling"]
+        is_polyak = isinstance(self.step_rule, polyak)
+        is_dadapt = isinstance(self.step_rule, dadapt)
+        c_prev, c = F.tensor_correction(rule, k - 1), F.tensor_correction(rule, k)
+        want_ratio = self._needs_rho() and k > 0
+        packs = self._fused_packs(ps, gs, want_ratio)
+        sdots = []
+        for (dtype, _, fresh), pack in packs:
+            run = F.kernel(F.rule_sweep, type(rule), dtype, is_polyak, is_dadapt, len(pack))
+            ratio, amax, gsq, sdot, gradsq = run(
+                rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
+                [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak,
+            )  # fmt: skip
+            add("gradsq", gradsq)
+            if want_ratio and not fresh:
+                add("ratio", ratio)
+            if is_polyak:
+                add("gsq", gsq)
+            elif is_dadapt:
+                add("amax", amax)
+                sdots.append(sdot)
+        self._fused_step[id(group)] = (packs, sdots)
+
+    def _fused_move(self, group, lam, k: int, dots, s_parts) -> None:
+        """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        is_dadapt = isinstance(self.step_rule, dadapt)
+        rho = self._rho_s if is_dadapt else lam * 0 + 1
+        c = F.tensor_correction(rule, k)
+        bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
+        packs, sdots = self._fused_step.pop(id(group))
+        if sdots:
+            dots.append(lam * torch.stack(sdots).sum())  # lam <g', s_{k-1}>
+        for (dtype, has_z, _), pack in packs:
+            for st, _, _ in pack:
+                st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+                st["scaling.0"] = k + 1
+            views = {key: [v[key] for _, v, _ in pack] for key in ("x", "rule", "s", "m", "z")}
+            present = {key: None if views[key][0] is None else views[key] for key in "smz"}
+            x_dtype = views["x"][0].dtype
+            run = F.kernel(
+                F.move_sweep, type(rule), x_dtype, dtype, is_dadapt, b1 > 0, has_z, len(pack)
+            )
+            ssq = run(
+                rule, c, [g for _, _, g in pack], views["rule"], present["s"], present["m"],
+                present["z"], views["x"], lam, rho, b1, bc1, beta,
+            )  # fmt: skip
+            if is_dadapt:
+                s_parts.append(ssq)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
@@ -332,18 +449,24 @@ class ParameterScaled(torch.optim.Optimizer):
                 "or step(loss=...)"
             )
         f = None if loss is None else _loss_tensor(loss, device)
-        if not self._preflight(batches, f):
-            return loss
         for group, ps, _ in batches:
             for p in ps:
-                self._init_param(p, group)
-        self._update(batches, f, self._g0_unset)
+                self._init_param(p, group)  # zeros: a refused step leaves them as they were
+        part = None
+        if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
+            part = self._sweep_rule(batches, self._global["k"], False)
+        else:
+            self._views.clear()  # the other paths may replace state tensors
+        if not self._preflight(batches, f, part):
+            return loss
+        self._update(batches, f, self._g0_unset, part)
         return loss
 
-    def _update(self, batches, f: torch.Tensor | None, g0_unset: bool) -> None:
+    def _update(self, batches, f: torch.Tensor | None, g0_unset: bool, part) -> None:
         glob = self._global
         k = glob["k"]
-        part = self._sweep_rule(batches, k, g0_unset)
+        if part is None:
+            part = self._sweep_rule(batches, k, g0_unset)
         zero = torch.zeros((), dtype=F64, device=glob["d"].device)
 
         def total(key: str) -> torch.Tensor:
@@ -398,6 +521,9 @@ class ParameterScaled(torch.optim.Optimizer):
         s_parts, dots = [], []
         for group, ps, gs in batches:
             lam = base * group["lr"]
+            if self.fused:
+                self._fused_move(group, lam, k, dots, s_parts)
+                continue
             _, chunks = self._chunks(group, ps, gs)
             for cp, cg in chunks:
                 sts = [self.state[p] for p in cp]
@@ -499,6 +625,43 @@ def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
             raise ValueError(f"Invalid loss: shape {tuple(loss.shape)} (expected a scalar)")
         return loss.detach().reshape(()).to(device=device, dtype=F64)
     return torch.tensor(float(loss), dtype=F64, device=device)
+
+
+def _fused_views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
+    """x (the parameter), the rule state tensors and s, m, z (None where absent): 1-D views
+    when every one of them is contiguous (one compiled kernel then serves every rank)."""
+    n = 1
+    while f"scaling.{n}" in st:
+        n += 1
+    rule = [st[f"scaling.{i}"] for i in range(1, n)]
+    named = [st.get(key) for key in ("s", "m", "z")]
+    present = [t for t in (p.detach(), *rule, *named) if t is not None]
+    it = iter(_flat_views(present))
+    views: dict[str, Any] = {"x": next(it)}
+    views["rule"] = tuple(None if t is None else next(it) for t in rule)
+    for key, t in zip("smz", named, strict=True):
+        views[key] = None if t is None else next(it)
+    return views
+
+
+def _derive_alpha(rule: Any, k: int, states: list[dict], gs: Tensors) -> None:
+    """alpha_k from the rule state of step k, for tensors whose last steps ran on the fused
+    path (which keeps no alpha); a fresh tensor (no update yet) is left without one."""
+    todo = [i for i, st in enumerate(states) if "alpha" not in st and st.get("scaling.0", 0) > 0]
+    if not todo:
+        return
+    sts = [states[i] for i in todo]
+    alphas = FOREACH[type(rule)].alpha(rule, correction(rule, k), sts, [gs[i] for i in todo])
+    for st, a in zip(sts, alphas, strict=True):
+        st["alpha"] = a
+
+
+def _flat_views(ts: Tensors) -> Tensors:
+    """1-D views of same-shaped tensors when all are contiguous (one compiled kernel then
+    serves every rank), else the tensors themselves."""
+    if all(t.is_contiguous() for t in ts):
+        return [t.view(-1) for t in ts]
+    return ts
 
 
 def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
