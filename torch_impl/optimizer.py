@@ -222,7 +222,7 @@ class ParameterScaled(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             ps, gs = [], []
             for pi, p in enumerate(group["params"]):
-                if p.grad is None:
+                if p.grad is None or p.numel() == 0:  # an empty tensor has nothing to update
                     continue
                 if p.grad.is_sparse:
                     raise TypeError(
@@ -358,8 +358,6 @@ class ParameterScaled(torch.optim.Optimizer):
         packs of its own."""
         kinds: dict[tuple, list] = {}
         for p, g in zip(ps, gs, strict=True):
-            if g.numel() == 0:
-                continue
             st = self.state[p]
             cached = self._views.get(p)
             if cached is None or cached[0] is not st:

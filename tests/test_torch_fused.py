@@ -1,0 +1,257 @@
+"""``fused=True`` (torch_impl.fused: compiled sweeps) computes what theory and the foreach
+path compute: hypothesis equality with theory, equality with the foreach path on a real
+MLP, resume, switching paths mid-run, parameters that start late, non-contiguous and
+empty parameters, refused steps, and bad input.
+
+The kernels are compiled by inductor (a C++ compiler is needed); each rule type, dtype and
+option set compiles once per process, which is most of this file's run time.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import synthetic.strategies as sst
+import torch_impl as T
+from tests.oracle import max_rel_dev
+from tests.test_torch_optimizer import (
+    _assert_same_state,
+    _state_copy,
+    batches,
+    digits_mlp,
+    flat,
+    train,
+)
+from tests.test_torch_vs_theory import FLOAT32_RTOL, NONNEG, PL, _compare, _rule_pair
+from theory import optimizers as O
+from theory.stepsize import constant, dadapt
+
+ELEMENTWISE = ["identity", "adagrad", "rmsprop", "adam", "amsgrad", "amsgrad_torch"]
+
+
+@st.composite
+def cases(draw, families=PL):
+    p = draw(sst.problems(families=families, max_n=7, max_m=24))
+    return p, draw(sst.starting_points(p)), draw(st.sampled_from(ELEMENTWISE))
+
+
+@settings(max_examples=12)
+@given(case=cases(), momentum=st.sampled_from([0.0, 0.9]), growth=st.sampled_from([np.inf, 1.05]))
+def test_fused_psdasgd_equals_theory(case, momentum, growth):
+    p, x0, name = case
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.ps_dadapt_sgd(scaling=tr, momentum=momentum, growth_rate=growth),
+        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, growth_rate=growth, fused=True),
+        p,
+        x0,
+        foreach=None,
+    )
+    assert dev <= 1e-10
+
+
+@settings(max_examples=10)
+@given(case=cases(NONNEG), c=st.sampled_from([0.5, 0.8]))
+def test_fused_pssps_equals_theory(case, c):
+    p, x0, name = case  # f* = 0 is a lower bound on these families (see test_torch_vs_theory)
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.ps_sps(0.0, c=c, scaling=tr),
+        lambda q: T.PSSPS(q, 0.0, c=c, scaling=rr, fused=True),
+        p,
+        x0,
+        loss=True,
+        foreach=None,
+    )
+    assert dev <= 1e-10
+
+
+@settings(max_examples=8)
+@given(case=cases(), b1=st.sampled_from([0.0, 0.9]))
+def test_fused_constant_step_with_first_moment_equals_theory(case, b1):
+    p, x0, name = case
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.parameter_scaled(constant(0.05), tr, first_moment=b1),
+        lambda q: T.ParameterScaled(q, constant(0.05), rr, first_moment=b1, fused=True),
+        p,
+        x0,
+        foreach=None,
+    )
+    assert dev <= 1e-10
+
+
+@settings(max_examples=8)
+@given(case=cases(("logistic", "huber")), momentum=st.sampled_from([0.0, 0.9]))
+def test_fused_float32_within_tolerance(case, momentum):
+    # same bound and reasoning as test_torch_vs_theory.FLOAT32_RTOL
+    p, x0, name = case
+    x0 = x0.astype(np.float32).astype(np.float64)
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.ps_dadapt_sgd(scaling=tr, momentum=momentum),
+        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, fused=True),
+        p,
+        x0,
+        foreach=None,
+        dtype=torch.float32,
+        steps=20,
+    )
+    assert dev <= FLOAT32_RTOL
+
+
+def _run(make, steps=40, fused=True, dtype=torch.float64):
+    model, X, y = digits_mlp(dtype)
+    opt = make(model.parameters(), fused)
+    train(model, opt, X.to(dtype), y, batches(steps), closure_loss=True)
+    return flat(model), opt
+
+
+MAKERS = {
+    "psdasgd-adam": lambda ps, fused: T.PSDASGD(ps, fused=fused, foreach=not fused),
+    "psdasgd-amsgrad-shrink": lambda ps, fused: T.PSDASGD(
+        ps, scaling="amsgrad", rescale="shrink", fused=fused, foreach=not fused
+    ),
+    "pssps-rmsprop": lambda ps, fused: T.PSSPS(
+        ps, 0.0, scaling="rmsprop", fused=fused, foreach=not fused
+    ),
+    "constant-adagrad-b1": lambda ps, fused: T.ParameterScaled(
+        ps, constant(0.01), "adagrad", first_moment=0.9, fused=fused, foreach=not fused
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_fused_equals_foreach_on_mlp(name):
+    """Same run, both paths, 40 steps of a 64-32-10 MLP. The paths differ in operation
+    order (fused multiply-adds, float64 partial sums) by an ulp per step, which non-convex
+    training amplifies (measured 6e-9 on the default PS-DA-SGD, whose d blows up here: the
+    README's finding); a formula difference shows at 1e-3 or more."""
+    ours, _ = _run(MAKERS[name])
+    ref, _ = _run(MAKERS[name], fused=False)
+    assert max_rel_dev(ours, ref) <= 1e-7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_resume_is_bit_identical(dtype):
+    make = MAKERS["psdasgd-amsgrad-shrink"]
+    idx = batches(30)
+    model, X, y = digits_mlp(dtype)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = make(model.parameters(), True)
+    train(model, opt, X.to(dtype), y, idx)
+    uninterrupted = flat(model)
+
+    model.load_state_dict(start)
+    opt = make(model.parameters(), True)
+    train(model, opt, X.to(dtype), y, idx[:15])
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2, _, _ = digits_mlp(dtype, seed=7)
+    model2.load_state_dict(ckpt["model"])
+    opt2 = make(model2.parameters(), True)
+    opt2.load_state_dict(ckpt["opt"])
+    train(model2, opt2, X.to(dtype), y, idx, start=15)
+    np.testing.assert_array_equal(flat(model2), uninterrupted)
+
+
+def test_switching_paths_mid_run():
+    """20 fused steps then 20 foreach steps equal 40 foreach steps: the foreach path
+    rebuilds alpha_{k-1} (which the fused path never stores) from the rule state."""
+    make = MAKERS["psdasgd-amsgrad-shrink"]
+    idx = batches(40)
+    model, X, y = digits_mlp()
+    opt = make(model.parameters(), True)
+    train(model, opt, X, y, idx[:20])
+    assert "alpha" not in opt.state[next(model.parameters())]
+    opt.fused, opt.foreach = False, True
+    train(model, opt, X, y, idx, start=20)
+    ref, _ = _run(make, fused=False)
+    assert max_rel_dev(flat(model), ref) <= 1e-7
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "foreach"])
+def test_parameter_with_its_first_gradient_late_does_not_rescale_d(fused):
+    """The second layer gets no gradient for 5 steps. At step 5 it has no alpha_{k-1}, so
+    it must not enter rho_k: with a fresh Adam state, alpha_{k-1} would be sqrt(eps) = 1e-4
+    and rho ~ 1e3 (the foreach path used to raise KeyError here)."""
+    model, X, y = digits_mlp()
+    second = model[2]
+    start = second.weight.detach().clone()
+    opt = T.PSDASGD(model.parameters(), rescale="shrink", fused=fused)
+    for k, idx in enumerate(batches(8)):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        if k < 5:
+            second.weight.grad = second.bias.grad = None
+        opt.step()
+        if k == 5:
+            assert opt.stats()["rho"] < 10
+    assert not torch.equal(second.weight.detach(), start)
+
+
+def test_non_contiguous_and_empty_parameters():
+    torch.manual_seed(0)
+    base = [torch.randn(4, 6, dtype=torch.float64).t(), torch.randn(5, dtype=torch.float64)]
+    grads = [torch.randn(6, 4, dtype=torch.float64) for _ in range(6)]
+    out = []
+    for fused in (True, False):
+        ps = [torch.nn.Parameter(b.clone().t().contiguous().t()) for b in base[:1]]
+        ps += [torch.nn.Parameter(base[1].clone()), torch.nn.Parameter(torch.zeros(0))]
+        assert not ps[0].is_contiguous()
+        opt = T.PSDASGD(ps, momentum=0.9, rescale="shrink", fused=fused)
+        for g in grads:
+            ps[0].grad, ps[1].grad, ps[2].grad = g, g.reshape(-1)[:5].clone(), torch.zeros(0)
+            opt.step()
+        out.append(torch.cat([ps[0].detach().reshape(-1), ps[1].detach()]).numpy())
+    assert max_rel_dev(out[0], out[1]) <= 1e-12
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_fused_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
+    idx = batches(3)
+    model, X, y = digits_mlp()
+    opt = T.PSDASGD(model.parameters(), fused=True)
+    train(model, opt, X, y, idx)
+    before, state_before = flat(model), _state_copy(opt)
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(X[idx[0]]), y[idx[0]]).backward()
+    model[2].bias.grad[3] = bad
+    with pytest.raises(FloatingPointError, match="Non-finite gradient or loss at step 3"):
+        opt.step()
+    np.testing.assert_array_equal(flat(model), before)
+    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    opt.skip_nonfinite = True
+    opt.step()
+    np.testing.assert_array_equal(flat(model), before)
+    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+
+
+def _params(device="cpu"):
+    return [torch.nn.Parameter(torch.ones(3, dtype=torch.float64, device=device))]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: T.PSDASGD(_params(), fused=True, foreach=True), r"Invalid foreach: True"),
+        (lambda: T.PSDASGD(_params(), scaling="lars", fused=True), r"Invalid scaling: lars"),
+        (
+            lambda: T.PSDASGD(_params(), reference="g0/alpha_k", fused=True),
+            r"Invalid reference: 'g0/alpha_k'",
+        ),
+        (
+            lambda: T.ParameterScaled(_params("meta"), dadapt(1e-6), fused=True),
+            r"Invalid parameter device: meta",
+        ),
+    ],
+)
+def test_fused_invalid_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
