@@ -23,6 +23,8 @@ def _problem():
 def _make(params, kind, **kw):
     if kind == "psdasgd":
         return T.PSDASGD(params, **kw)
+    if kind == "psdasgd-fused":  # the compiled sweeps' partial sums are all-reduced too
+        return T.PSDASGD(params, fused=True, **kw)
     return T.PSSPS(params, f_star=0.0, **kw)
 
 
@@ -70,7 +72,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("opt_kind", ["psdasgd", "pssps"])
+@pytest.mark.parametrize("opt_kind", ["psdasgd", "pssps", "psdasgd-fused"])
 def test_sharded_equals_unsharded(opt_kind, tmp_path):
     out = tmp_path / "rank0.npy"
     mp.spawn(_worker, args=(2, _free_port(), opt_kind, str(out)), nprocs=2, join=True)
