@@ -21,12 +21,21 @@ import torch
 N_TENSORS = 100
 
 
-def model_params(n_params: int, device: str, dtype: torch.dtype = torch.float32, seed: int = 0):
+def _shapes(n_params: int) -> list[tuple[int, ...]]:
     """~``n_params`` parameters in 100 tensors, shaped like a network: 50 square weight
     matrices and 50 bias vectors."""
-    gen = torch.Generator().manual_seed(seed)
     width = max(1, int(math.sqrt(n_params / (N_TENSORS // 2))))
-    shapes = [(width, width), (width,)] * (N_TENSORS // 2)
+    return [(width, width), (width,)] * (N_TENSORS // 2)
+
+
+def _n_params(n_params: int) -> int:
+    return sum(math.prod(s) for s in _shapes(n_params))
+
+
+def model_params(n_params: int, device: str, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Parameters of ``_shapes(n_params)`` and a fixed gradient for each."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = _shapes(n_params)
     params = [
         torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype).to(device)) for s in shapes
     ]
@@ -79,9 +88,11 @@ def state_buffers(opt: torch.optim.Optimizer, params) -> float:
     return count / total
 
 
-def time_step(
+def time_steps(
     name: str, make: Callable, n_params: int, device: str, warmup: int, repeats: int
-) -> StepTiming | None:
+) -> tuple[list[float], float] | None:
+    """Step times (ms) of ``repeats`` steps after ``warmup`` steps, on a fresh model, and the
+    optimizer state in parameter-sized buffers; None where the optimizer is unavailable."""
     params, grads = model_params(n_params, device)
     try:
         opt = make(params)
@@ -99,16 +110,7 @@ def time_step(
         sync()
         if i >= warmup:
             times.append(1e3 * (time.perf_counter() - t0))
-    total = sum(p.numel() for p in params)
-    return StepTiming(
-        name,
-        total,
-        device,
-        statistics.median(times),
-        min(times),
-        max(times),
-        state_buffers(opt, params),
-    )
+    return times, state_buffers(opt, params)
 
 
 def numpy_throughput(iters: int = 200) -> float:
@@ -140,19 +142,31 @@ def run(
     repeats: int,
     names: list[str] | None,
     csv_path: Path | None,
+    rounds: int = 3,
 ) -> list[StepTiming]:
-    opts = _optimizers(device)
+    opts = {k: v for k, v in _optimizers(device).items() if not names or k in names}
     results = []
     for n in sizes:
-        for name, make in opts.items():
-            if names and name not in names:
-                continue
-            print(f"  {n / 1e6:g}M {name} on {device}", file=sys.stderr, flush=True)
-            r = time_step(name, make, n, device, warmup, repeats)
-            if r is not None:
-                results.append(r)
-            if device == "cuda":
-                torch.cuda.empty_cache()
+        # round-robin: each optimizer is timed in ``rounds`` separate blocks, so that a slow
+        # spell of a shared machine falls on all of them rather than on one
+        samples: dict[str, tuple[list[float], float]] = {}
+        for r in range(rounds):
+            for name, make in opts.items():
+                if r > 0 and name not in samples:
+                    continue  # unavailable here
+                print(f"  {n / 1e6:g}M {name} on {device}, round {r + 1}", file=sys.stderr)
+                got = time_steps(name, make, n, device, warmup, max(1, repeats // rounds))
+                if got is not None:
+                    samples.setdefault(name, ([], got[1]))[0].extend(got[0])
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+        for name, (times, buffers) in samples.items():
+            results.append(
+                StepTiming(
+                    name, _n_params(n), device, statistics.median(times), min(times),
+                    max(times), buffers,
+                )
+            )  # fmt: skip
     if csv_path:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with csv_path.open("w", newline="") as fh:

@@ -116,18 +116,32 @@ def _bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for flag in ("repeats", "rounds"):
+        if getattr(args, flag) < 1:
+            print(
+                f"paramscale bench: invalid --{flag} {getattr(args, flag)} (expected >= 1)",
+                file=sys.stderr,
+            )
+            return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("paramscale bench: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
     torch.set_num_threads(torch.get_num_threads())
     print(
-        f"step time on {args.device}, {args.warmup} warm-up + {args.repeats} timed steps, "
+        f"step time on {args.device}, {args.warmup} warm-up + {args.repeats} timed steps "
+        f"in {args.rounds} round-robin rounds, "
         f"float32, ~100 tensors (torch {torch.__version__}, {torch.get_num_threads()} threads)",
         file=sys.stderr,
     )
     names = args.optimizers.split(",") if args.optimizers else None
     results = B.run(
-        sizes, args.device, args.warmup, args.repeats, names, Path(args.csv) if args.csv else None
+        sizes,
+        args.device,
+        args.warmup,
+        args.repeats,
+        names,
+        Path(args.csv) if args.csv else None,
+        args.rounds,
     )
     print(B.format_table(results))
     if not args.skip_reference:
@@ -223,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="1M,10M,50M", help="model sizes (default 1M,10M,50M)")
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     b.add_argument("--warmup", type=int, default=3)
-    b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--repeats", type=int, default=15, help="timed steps in all")
+    b.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="round-robin blocks the repeats are split into (a slow spell of a shared "
+        "machine then falls on every optimizer)",
+    )
     b.add_argument("--optimizers", default="", help="comma-separated subset")
     b.add_argument("--csv", default="reports/bench.csv", help="CSV path ('' for none)")
     b.add_argument(

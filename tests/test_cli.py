@@ -40,3 +40,4 @@ def test_bad_arguments_exit_two(capsys):
     assert main(["compare", "--methods", "nope"]) == 2
     assert main(["compare", "--iters", "0"]) == 2
     assert main(["bench", "--sizes", "ten"]) == 2
+    assert main(["bench", "--rounds", "0"]) == 2
