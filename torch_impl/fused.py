@@ -1,24 +1,30 @@
-"""Fused kernels for ``fused=True``: each sweep of the step is one compiled pass per tensor.
+"""Compiled kernels for ``fused=True``: each sweep of the step is one fused loop per tensor.
 
 The foreach path runs a sweep as ~10 separate element-wise ops, each a pass over memory
-with its own temporary; here ``torch.compile`` (inductor: vectorised C++ with OpenMP on the
-CPU) fuses a sweep into one loop that reads each buffer once and writes it once:
+with its own temporary. Here ``torch.compile`` (inductor: vectorised C++ with OpenMP on the
+CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on packs of 8,
+4, 2 or 1 tensors (``ParameterScaled._fused_packs``), so a step is a dozen or two kernel
+calls whatever the model:
 
-- ``rule_sweep``: the scaling rule's state update (the very ``foreach_rules`` functions the
-  foreach path runs, on a one-tensor list) and the partial reductions
-  ``max(alpha_k / alpha_{k-1})``, ``max(alpha_k)``, ``||g/alpha_k||^2``;
-- ``move_sweep``: ``<g', s>``, ``s = rho s + lam g'``, ``||s||^2``, the first moment, and
-  ``z -= lam mhat / alpha**2``, ``x = beta x + (1 - beta) z``.
+- ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
+  ``max(alpha_k / alpha_{k-1})``, ``max(alpha_k)``, ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>``
+  and ``||g||^2``. Writing nothing makes it double as the finite check: a step refused
+  after it has changed nothing;
+- ``move_sweep`` (reads g, rule state, s, m, z, x; writes them): the rule's state update,
+  ``s = rho s + lam g'``, ``||s_k||^2``, the first moment, ``z -= lam mhat / alpha**2`` and
+  ``x = beta x + (1 - beta) z``.
 
-alpha is never stored: both sweeps compute it from the rule state (alpha_{k-1} from the
-state before the update), which costs a few flops per element and saves a buffer and its
-memory traffic. PS-DA-SGD with Adam scaling and momentum keeps 3 buffers (v, s, z).
+The rule math is the very ``foreach_rules`` functions the foreach path runs. alpha is never
+stored: alpha_{k-1} comes from the rule state before the update and alpha_k from the state
+advanced (on copies in sweep 1, in place in sweep 2), which costs a few flops per element
+and saves a buffer and its memory traffic: PS-DA-SGD with Adam scaling and momentum keeps 3
+parameter-sized buffers (v, s, z), PS-SPS 1 (v).
 
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
 kernel serves every step and, with dynamic shapes, every tensor size: a kernel compiles once
-per rule type, dtype and option set (about 20 s for the first, a few seconds for each next,
-on 2 cores).
-Reductions accumulate in float64. Needs a C++ compiler (inductor's CPU backend).
+per rule type, dtype, option set and pack length (about 20 s for the first in a process,
+a few seconds for each next, on 2 cores). Reductions accumulate in float64. Needs a C++
+compiler (inductor's CPU backend).
 """
 
 from __future__ import annotations
