@@ -51,7 +51,7 @@ def test_fused_psdasgd_equals_theory(case, momentum, growth):
         x0,
         foreach=None,
     )
-    assert dev <= 1e-10
+    assert dev.within(1e-10), dev
 
 
 @settings(max_examples=10)
@@ -67,7 +67,7 @@ def test_fused_pssps_equals_theory(case, c):
         loss=True,
         foreach=None,
     )
-    assert dev <= 1e-10
+    assert dev.within(1e-10), dev
 
 
 @settings(max_examples=8)
@@ -82,7 +82,7 @@ def test_fused_constant_step_with_first_moment_equals_theory(case, b1):
         x0,
         foreach=None,
     )
-    assert dev <= 1e-10
+    assert dev.within(1e-10), dev
 
 
 @settings(max_examples=8)
@@ -101,7 +101,7 @@ def test_fused_float32_within_tolerance(case, momentum):
         dtype=torch.float32,
         steps=20,
     )
-    assert dev <= FLOAT32_RTOL
+    assert dev.within(FLOAT32_RTOL), dev
 
 
 def _run(make, steps=40, fused=True, dtype=torch.float64):
@@ -176,24 +176,29 @@ def test_switching_paths_mid_run():
     assert max_rel_dev(flat(model), ref) <= 1e-7
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "foreach"])
-def test_parameter_with_its_first_gradient_late_does_not_rescale_d(fused):
+def test_parameter_with_its_first_gradient_late():
     """The second layer gets no gradient for 5 steps. At step 5 it has no alpha_{k-1}, so
     it must not enter rho_k: with a fresh Adam state, alpha_{k-1} would be sqrt(eps) = 1e-4
-    and rho ~ 1e3 (the foreach path used to raise KeyError here)."""
-    model, X, y = digits_mlp()
-    second = model[2]
-    start = second.weight.detach().clone()
-    opt = T.PSDASGD(model.parameters(), rescale="shrink", fused=fused)
-    for k, idx in enumerate(batches(8)):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-        if k < 5:
-            second.weight.grad = second.bias.grad = None
-        opt.step()
-        if k == 5:
-            assert opt.stats()["rho"] < 10
-    assert not torch.equal(second.weight.detach(), start)
+    and rho ~ 1e3 (the foreach path used to raise KeyError here). Its bias correction counts
+    its own steps, as theory's rule objects (the per-tensor path) and torch.optim.Adam do:
+    the three paths agree, which they did not when the foreach path used the global k."""
+    runs = []
+    for path in ({"fused": True}, {"foreach": True}, {"foreach": False}):
+        model, X, y = digits_mlp()
+        opt = T.PSDASGD(model.parameters(), rescale="shrink", **path)
+        for k, idx in enumerate(batches(12)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            if k < 5:
+                model[2].weight.grad = model[2].bias.grad = None
+            opt.step()
+            if k == 5:
+                assert opt.stats()["rho"] < 10
+        assert opt.state[model[2].weight]["scaling.0"] == 7
+        assert opt.state[model[0].weight]["scaling.0"] == 12
+        runs.append(flat(model))
+    assert max_rel_dev(runs[0], runs[1]) <= 1e-12
+    assert max_rel_dev(runs[2], runs[1]) <= 1e-12
 
 
 def test_non_contiguous_and_empty_parameters():

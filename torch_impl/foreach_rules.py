@@ -8,7 +8,9 @@ Each rule is two functions over lists of tensors that together compute exactly w
 - ``alpha(rule, c, states, gs)``: alpha_k as a function of the state at step k alone
   (``gs`` only gives the shape);
 
-where ``c = correction(rule, k)`` holds step k's bias correction.
+where ``c = correction(rule, k)`` holds step k's bias correction (k: the tensor's own step
+count, ``scaling.0``; a parameter whose first gradient comes late starts at 0, as in
+theory's rule objects and ``torch.optim.Adam``).
 
 Splitting them lets the fused path derive alpha_{k-1} from the state it is about to
 advance, in the same pass, instead of storing it. The per-tensor path runs the theory rule
@@ -49,7 +51,11 @@ class Correction(NamedTuple):
     root: Any
 
 
-def correction(rule: Any, k: int) -> Correction:
+def correction(rule: Any, k: int | list[int]) -> Correction:
+    """Step k's correction; for a list of k (each tensor's own step), lists of floats."""
+    if isinstance(k, list):
+        cs = [correction(rule, i) for i in k]
+        return Correction([c.bc2 for c in cs], [c.root for c in cs])
     bc2 = 1 - rule.beta2 ** (k + 1) if hasattr(rule, "beta2") else 1.0
     return Correction(bc2, bc2**0.5)
 
@@ -112,8 +118,12 @@ FOREACH: dict[type, ForeachRule] = {
 }
 
 
-def update(rule: Any, k: int, states: list[dict], gs: Tensors) -> Tensors:
-    """Advance the state to step k (in place) and return alpha_k."""
-    fr, c = FOREACH[type(rule)], correction(rule, k)
+def update(rule: Any, states: list[dict], gs: Tensors) -> Tensors:
+    """Advance each tensor's state by one step (at its own step count ``scaling.0``, as
+    theory's rule objects and torch.optim count) in place, and return alpha."""
+    fr, c = FOREACH[type(rule)], correction(rule, [st["scaling.0"] for st in states])
     fr.advance(rule, c, states, gs)
-    return fr.alpha(rule, c, states, gs)
+    alphas = fr.alpha(rule, c, states, gs)
+    for st in states:
+        st["scaling.0"] += 1
+    return alphas

@@ -320,12 +320,9 @@ class ParameterScaled(torch.optim.Optimizer):
             for cp, cg in chunks:
                 sts = [self.state[p] for p in cp]
                 if rho_needed:
-                    _derive_alpha(group["scaling"], k - 1, sts, cg)
+                    _derive_alpha(group["scaling"], sts, cg)
                 if fast:
-                    alphas = update(group["scaling"], k, sts, cg)
-                    for st in sts:
-                        if "scaling.0" in st:
-                            st["scaling.0"] = k + 1
+                    alphas = update(group["scaling"], sts, cg)
                 else:
                     alphas = self._rule_per_tensor(group["scaling"], cp, cg, sts)
                 # rho_k = max(alpha_k / alpha_{k-1}), over tensors that had an alpha_{k-1}
@@ -349,13 +346,14 @@ class ParameterScaled(torch.optim.Optimizer):
                     st["alpha"] = a
         return part
 
-    def _fused_packs(self, ps: Tensors, gs: Tensors, fresh_apart: bool) -> list:
-        """The group's tensors for the compiled kernels: grouped by (dtype, has z, fresh) and
+    def _fused_packs(self, ps: Tensors, gs: Tensors) -> list:
+        """The group's tensors for the compiled kernels: grouped by (dtype, has z, step) and
         cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
         length) serve any model. A pack is a list of (state, views, g view); the views
         (``_fused_views``) are cached per parameter for as long as its state dict lives. A
-        fresh tensor (no update yet) has no alpha_{k-1}: with ``fresh_apart`` it goes into
-        packs of its own."""
+        pack's tensors share their step count (``scaling.0``), hence their bias correction:
+        a parameter whose first gradient came late is packed apart (and, at its first step,
+        has no alpha_{k-1} to enter rho)."""
         kinds: dict[tuple, list] = {}
         for p, g in zip(ps, gs, strict=True):
             st = self.state[p]
@@ -363,9 +361,8 @@ class ParameterScaled(torch.optim.Optimizer):
             if cached is None or cached[0] is not st:
                 cached = self._views[p] = (st, _fused_views(p, st))
             views = cached[1]
-            fresh = fresh_apart and st["scaling.0"] == 0
             item = (st, views, g.reshape(views["x"].shape))  # a view unless g is strided
-            kinds.setdefault((g.dtype, views["z"] is not None, fresh), []).append(item)
+            kinds.setdefault((g.dtype, views["z"] is not None, st["scaling.0"]), []).append(item)
         packs = []
         for kind, items in kinds.items():
             i = 0
@@ -382,18 +379,18 @@ class ParameterScaled(torch.optim.Optimizer):
         rule = group["scaling"]
         is_polyak = isinstance(self.step_rule, polyak)
         is_dadapt = isinstance(self.step_rule, dadapt)
-        c_prev, c = F.tensor_correction(rule, k - 1), F.tensor_correction(rule, k)
         want_ratio = self._needs_rho() and k > 0
-        packs = self._fused_packs(ps, gs, want_ratio)
+        packs = self._fused_packs(ps, gs)
         sdots = []
-        for (dtype, _, fresh), pack in packs:
+        for (dtype, _, count), pack in packs:
+            c_prev, c = F.tensor_correction(rule, count - 1), F.tensor_correction(rule, count)
             run = F.kernel(F.rule_sweep, type(rule), dtype, is_polyak, is_dadapt, len(pack))
             ratio, amax, gsq, sdot, gradsq = run(
                 rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
                 [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak,
             )  # fmt: skip
             add("gradsq", gradsq)
-            if want_ratio and not fresh:
+            if want_ratio and count > 0:  # a fresh tensor has no alpha_{k-1}
                 add("ratio", ratio)
             if is_polyak:
                 add("gsq", gsq)
@@ -407,15 +404,15 @@ class ParameterScaled(torch.optim.Optimizer):
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else lam * 0 + 1
-        c = F.tensor_correction(rule, k)
         bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
         packs, sdots = self._fused_step.pop(id(group))
         if sdots:
             dots.append(lam * torch.stack(sdots).sum())  # lam <g', s_{k-1}>
-        for (dtype, has_z, _), pack in packs:
+        for (dtype, has_z, count), pack in packs:
+            c = F.tensor_correction(rule, count)
             for st, _, _ in pack:
                 st.pop("alpha", None)  # left by the foreach path: the fused path derives it
-                st["scaling.0"] = k + 1
+                st["scaling.0"] += 1
             views = {key: [v[key] for _, v, _ in pack] for key in ("x", "rule", "s", "m", "z")}
             present = {key: None if views[key][0] is None else views[key] for key in "smz"}
             x_dtype = views["x"][0].dtype
@@ -642,15 +639,18 @@ def _fused_views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
     return views
 
 
-def _derive_alpha(rule: Any, k: int, states: list[dict], gs: Tensors) -> None:
-    """alpha_k from the rule state of step k, for tensors whose last steps ran on the fused
-    path (which keeps no alpha); a fresh tensor (no update yet) is left without one."""
+def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
+    """alpha at each tensor's last step, from its rule state, for tensors whose last steps
+    ran on the fused path (which keeps no alpha); a fresh tensor (no update yet) is left
+    without one."""
     todo = [i for i, st in enumerate(states) if "alpha" not in st and st.get("scaling.0", 0) > 0]
     if not todo:
         return
     sts = [states[i] for i in todo]
-    alphas = FOREACH[type(rule)].alpha(rule, correction(rule, k), sts, [gs[i] for i in todo])
-    for st, a in zip(sts, alphas, strict=True):
+    c = correction(rule, [st["scaling.0"] - 1 for st in sts])
+    for st, a in zip(
+        sts, FOREACH[type(rule)].alpha(rule, c, sts, [gs[i] for i in todo]), strict=True
+    ):
         st["alpha"] = a
 
 
