@@ -260,3 +260,23 @@ def _params(device="cpu"):
 def test_fused_invalid_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_kernel_that_cannot_be_built_says_what_to_do(monkeypatch):
+    """No C++ compiler: the error says so and names the way out; nothing was changed."""
+    import torch._inductor.config as inductor_config
+
+    from torch_impl import fused as F
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-compiler-here",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    monkeypatch.setattr(F, "_COMPILED", {})
+    torch._dynamo.reset()
+    model, X, y = digits_mlp()
+    before = flat(model)
+    opt = T.PSDASGD(model.parameters(), fused=True)
+    torch.nn.functional.cross_entropy(model(X), y).backward()
+    with pytest.raises(RuntimeError, match="fused=True: torch.compile could not build"):
+        opt.step()
+    np.testing.assert_array_equal(flat(model), before)
+    assert all(st["scaling.0"] == 0 for key, st in opt.state.items() if key != "global")

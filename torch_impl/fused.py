@@ -142,5 +142,21 @@ def kernel(fn: Callable, *variant: Any) -> Callable:
     key = (fn.__name__, *variant)
     if key not in _COMPILED:
         copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
-        _COMPILED[key] = torch.compile(copy, dynamic=True, fullgraph=True)
+        _COMPILED[key] = _explained(torch.compile(copy, dynamic=True, fullgraph=True))
     return _COMPILED[key]
+
+
+def _explained(compiled: Callable) -> Callable:
+    """``compiled``, with a build failure (no C++ compiler, ...) turned into an error that
+    says what to do. Sweep 1 writes nothing, so a failure there leaves the state as it was."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            raise RuntimeError(
+                "fused=True: torch.compile could not build the kernel (on the CPU it needs a "
+                "C++ compiler); leave fused=False to use the foreach path"
+            ) from exc
+
+    return run
