@@ -122,7 +122,20 @@ MAKERS = {
     "constant-adagrad-b1": lambda ps, fused: T.ParameterScaled(
         ps, constant(0.01), "adagrad", first_moment=0.9, fused=fused, foreach=not fused
     ),
+    "groups": lambda ps, fused: T.PSDASGD(
+        _two_groups(ps), rescale="shrink", fused=fused, foreach=not fused
+    ),
 }
+
+
+def _two_groups(params):
+    """Weights with AMSGrad, biases with RMSProp at half the lr and no momentum: each group
+    its own kernels, one global d."""
+    ps = list(params)
+    return [
+        {"params": ps[0::2], "scaling": "amsgrad"},
+        {"params": ps[1::2], "scaling": "rmsprop", "lr": 0.5, "momentum": 0.0},
+    ]
 
 
 @pytest.mark.parametrize("name", list(MAKERS))
