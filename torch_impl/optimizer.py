@@ -350,17 +350,18 @@ class ParameterScaled(torch.optim.Optimizer):
         """The group's tensors for the compiled kernels: grouped by (dtype, has z, step) and
         cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
         length) serve any model. A pack is a list of (state, views, g view); the views
-        (``_fused_views``) are cached per parameter for as long as its state dict lives. A
+        (``_fused_views``) are cached per parameter while its state holds the same tensors. A
         pack's tensors share their step count (``scaling.0``), hence their bias correction:
         a parameter whose first gradient came late is packed apart (and, at its first step,
         has no alpha_{k-1} to enter rho)."""
         kinds: dict[tuple, list] = {}
         for p, g in zip(ps, gs, strict=True):
             st = self.state[p]
+            tensors = {key: v for key, v in st.items() if isinstance(v, torch.Tensor)}
             cached = self._views.get(p)
-            if cached is None or cached[0] is not st:
-                cached = self._views[p] = (st, _fused_views(p, st))
-            views = cached[1]
+            if cached is None or cached[0] is not st or not _same_tensors(cached[1], tensors):
+                cached = self._views[p] = (st, tensors, _fused_views(p, st))
+            views = cached[2]
             item = (st, views, g.reshape(views["x"].shape))  # a view unless g is strided
             kinds.setdefault((g.dtype, views["z"] is not None, st["scaling.0"]), []).append(item)
         packs = []
@@ -450,8 +451,6 @@ class ParameterScaled(torch.optim.Optimizer):
         part = None
         if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
             part = self._sweep_rule(batches, self._global["k"], False)
-        else:
-            self._views.clear()  # the other paths may replace state tensors
         if not self._preflight(batches, f, part):
             return loss
         self._update(batches, f, self._g0_unset, part)
@@ -652,6 +651,10 @@ def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
         sts, FOREACH[type(rule)].alpha(rule, c, sts, [gs[i] for i in todo]), strict=True
     ):
         st["alpha"] = a
+
+
+def _same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[key] is b[key] for key in a)
 
 
 def _flat_views(ts: Tensors) -> Tensors:
