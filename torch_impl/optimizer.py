@@ -20,7 +20,10 @@ Conventions (README, "torch_impl"):
 - one host synchronisation per step: the finiteness of the gradients (and of the loss,
   and ``f >= f*`` for PS-SPS) is checked before anything is changed, so a refused step
   leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
-  instead of raising (for use with GradScaler-style loops).
+  instead of raising (for use with GradScaler-style loops);
+- three paths compute the same step: foreach (default, ``torch._foreach_*``), per tensor
+  (theory's rule objects through the array API; any rule) and fused (``fused=True``,
+  compiled sweeps, ``torch_impl.fused``).
 """
 
 from __future__ import annotations
@@ -64,9 +67,10 @@ class ParameterScaled(torch.optim.Optimizer):
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
-        fused: run each sweep as one compiled kernel per tensor (``torch_impl.fused``;
-            CPU parameters, element-wise built-in rules, ``reference="max_alpha"``). The
-            first step compiles (~20 s); a C++ compiler must be installed.
+        fused: run each of the two sweeps as compiled kernels on packs of tensors
+            (``torch_impl.fused``; CPU parameters, element-wise built-in rules,
+            ``reference="max_alpha"``). The first step compiles (~20 s); a C++ compiler
+            must be installed.
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
         sharded: the parameters are split across the ranks of ``process_group`` (each rank
             passes only its own shard): every global statistic (sums of squares, inner
