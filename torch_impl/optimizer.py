@@ -387,8 +387,10 @@ class ParameterScaled(torch.optim.Optimizer):
         want_ratio = self._needs_rho() and k > 0
         packs = self._fused_packs(ps, gs)
         sdots = []
+        counts = {n for (_, _, count), _ in packs for n in (count - 1, count)}
+        corrections = {n: F.tensor_correction(rule, n) for n in counts}  # once per step count
         for (dtype, _, count), pack in packs:
-            c_prev, c = F.tensor_correction(rule, count - 1), F.tensor_correction(rule, count)
+            c_prev, c = corrections[count - 1], corrections[count]
             run = F.kernel(F.rule_sweep, type(rule), dtype, is_polyak, is_dadapt, len(pack))
             ratio, amax, gsq, sdot, gradsq = run(
                 rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
@@ -402,7 +404,7 @@ class ParameterScaled(torch.optim.Optimizer):
             elif is_dadapt:
                 add("amax", amax)
                 sdots.append(sdot)
-        self._fused_step[id(group)] = (packs, sdots)
+        self._fused_step[id(group)] = (packs, sdots, corrections)
 
     def _fused_move(self, group, lam, k: int, dots, s_parts) -> None:
         """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
@@ -410,11 +412,11 @@ class ParameterScaled(torch.optim.Optimizer):
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else lam * 0 + 1
         bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
-        packs, sdots = self._fused_step.pop(id(group))
+        packs, sdots, corrections = self._fused_step.pop(id(group))
         if sdots:
             dots.append(lam * torch.stack(sdots).sum())  # lam <g', s_{k-1}>
         for (dtype, has_z, count), pack in packs:
-            c = F.tensor_correction(rule, count)
+            c = corrections[count]  # sweep 1's
             for st, _, _ in pack:
                 st.pop("alpha", None)  # left by the foreach path: the fused path derives it
                 st["scaling.0"] += 1
