@@ -293,3 +293,23 @@ def test_a_kernel_that_cannot_be_built_says_what_to_do(monkeypatch):
         opt.step()
     np.testing.assert_array_equal(flat(model), before)
     assert all(st["scaling.0"] == 0 for key, st in opt.state.items() if key != "global")
+
+
+def test_triton_kernels_under_the_interpreter():
+    """The CUDA kernels (torch_impl.fused_triton) on a machine without a GPU: their test file
+    runs in a subprocess under TRITON_INTERPRET=1, on CPU tensors."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    test_file = os.path.join(os.path.dirname(__file__), "test_torch_fused_triton.py")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]

@@ -1,4 +1,5 @@
-"""Compiled kernels for ``fused=True``: each sweep of the step is one fused loop per tensor.
+"""Compiled kernels for ``fused=True`` on the CPU: each sweep of the step is one fused loop
+per tensor (on CUDA: ``torch_impl.fused_triton``).
 
 The foreach path runs a sweep as ~10 separate element-wise ops, each a pass over memory
 with its own temporary. Here ``torch.compile`` (inductor: vectorised C++ with OpenMP on the

@@ -22,15 +22,16 @@ Conventions (README, "torch_impl"):
   leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
   instead of raising (for use with GradScaler-style loops);
 - three paths compute the same step: foreach (default, ``torch._foreach_*``), per tensor
-  (theory's rule objects through the array API; any rule) and fused (``fused=True``,
-  compiled sweeps, ``torch_impl.fused``).
+  (theory's rule objects through the array API; any rule) and fused (``fused=True``: on
+  the CPU compiled sweeps, ``torch_impl.fused``; on CUDA one Triton launch per sweep,
+  ``torch_impl.fused_triton``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -38,6 +39,7 @@ from theory import _validate as check
 from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
 from torch_impl import fused as F
+from torch_impl import fused_triton as FT
 from torch_impl.foreach_rules import FOREACH, correction, update
 
 Tensors = list[torch.Tensor]
@@ -67,10 +69,11 @@ class ParameterScaled(torch.optim.Optimizer):
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
-        fused: run each of the two sweeps as compiled kernels on packs of tensors
-            (``torch_impl.fused``; CPU parameters, element-wise built-in rules,
-            ``reference="max_alpha"``). The first step compiles (~20 s); a C++ compiler
-            must be installed.
+        fused: run each of the two sweeps as fused kernels (element-wise built-in rules,
+            ``reference="max_alpha"``): on the CPU compiled loops on packs of tensors
+            (``torch_impl.fused``: a C++ compiler must be installed; the first step
+            compiles for ~20 s), on CUDA one Triton launch per sweep over all tensors
+            (``torch_impl.fused_triton``; dense parameters).
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
         sharded: the parameters are split across the ranks of ``process_group`` (each rank
             passes only its own shard): every global statistic (sums of squares, inner
@@ -122,6 +125,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self.foreach = foreach
         self.fused = fused
         self._views: dict[torch.Tensor, tuple] = {}  # fused path: per-parameter views
+        self._launches: dict[tuple, FT.Launch] = {}  # fused on CUDA: tables per tensor set
         self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
         self.sharded = sharded
@@ -138,10 +142,10 @@ class ParameterScaled(torch.optim.Optimizer):
         for p in group["params"]:
             if p.is_complex():
                 raise TypeError(f"Invalid parameter: complex dtype {p.dtype} is not supported")
-            if self.fused and p.device.type != "cpu":
+            if self.fused and p.device.type != "cpu" and not FT.available(p.device):
                 raise ValueError(
-                    f"Invalid parameter device: {p.device} with fused=True (expected cpu; "
-                    "on CUDA use the foreach path)"
+                    f"Invalid parameter device: {p.device} with fused=True (expected cpu, or "
+                    "cuda with Triton installed)"
                 )
         if self.fused and type(group["scaling"]) not in FOREACH:
             raise ValueError(
@@ -226,17 +230,19 @@ class ParameterScaled(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             ps, gs = [], []
             for pi, p in enumerate(group["params"]):
-                if p.grad is None or p.numel() == 0:  # an empty tensor has nothing to update
+                g = p.grad
+                if g is None or p.numel() == 0:  # an empty tensor has nothing to update
                     continue
-                if p.grad.is_sparse:
+                if g.is_sparse:
                     raise TypeError(
                         f"Sparse gradient for parameter {pi} of group {gi}: ParameterScaled "
                         "needs dense gradients"
                     )
-                if p.grad.is_complex():
+                if g.is_complex():
                     raise TypeError(f"Complex gradient for parameter {pi} of group {gi}")
                 ps.append(p)
-                gs.append(p.grad.detach().to(_state_dtype(p)))
+                dtype = _state_dtype(p)  # the step runs under no_grad: no detach needed
+                gs.append(g if g.dtype == dtype else g.to(dtype))
             if ps:
                 out.append((group, ps, gs))
         return out
@@ -248,24 +254,26 @@ class ParameterScaled(torch.optim.Optimizer):
         sweep 1's ``part["gradsq"]``), and the squared norms are kept as ``||g||^2`` for
         D-Adaptation's ``||g_0||``."""
         if part is not None:
-            self._grad_sq = torch.stack(part.pop("gradsq")).sum()
+            self._grad_sq = _total(part.pop("gradsq"))
         else:
             sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs in batches]
             self._grad_sq = torch.cat(sq).sum()
-        finite = torch.isfinite(self._grad_sq)
-        below = torch.zeros((), dtype=torch.bool, device=finite.device)
-        if loss is not None:
-            finite = finite & torch.isfinite(loss)
-        if isinstance(self.step_rule, polyak) and loss is not None:
-            below = (loss - self.step_rule.f_star) < -self.step_rule.f_star_tol
-        # bad = (any rank non-finite, any rank below f*): all ranks refuse or skip together
-        bad = self._all_max(torch.stack([~finite, below]).to(F64))
-        unset = (self._global["g0_norm"] == 0).to(F64).reshape(1)
-        not_finite, is_below, g0_unset = (torch.cat([bad, unset]) > 0).tolist()
-        ok_finite = not not_finite
-        self._g0_unset = bool(g0_unset)
+        g0 = self._global["g0_norm"]
+        f = torch.zeros_like(g0) if loss is None else loss
+        stats = torch.stack([self._grad_sq, f, g0])
+        rule = self.step_rule
+        tests_f = isinstance(rule, polyak) and loss is not None
+        if self.sharded:  # (any rank non-finite, any rank below f*): all refuse or skip together
+            below = (f - rule.f_star < -rule.f_star_tol) if tests_f else f < f
+            bad = torch.stack([~torch.isfinite(stats[:2]).all(), below]).to(F64)
+            not_finite, is_below, g0_now = torch.cat([self._all_max(bad), stats[2:]]).tolist()
+        else:
+            grad_sq, f_now, g0_now = stats.tolist()
+            not_finite = not (math.isfinite(grad_sq) and math.isfinite(f_now))
+            is_below = tests_f and f_now - rule.f_star < -rule.f_star_tol
+        self._g0_unset = g0_now == 0
         k = self._global["k"]
-        if not ok_finite:
+        if not_finite:
             if self.skip_nonfinite:
                 return False
             raise FloatingPointError(
@@ -286,7 +294,8 @@ class ParameterScaled(torch.optim.Optimizer):
             x = p.detach().to(g.dtype)
             template = rule.init(x[:0]) if "scaling" not in st else None
             alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
-            self._store_rule_state(st, new_state)
+            self._store_rule_state(st, new_state)  # new tensors: a fused entry is stale
+            self._views.pop(p, None)
             alphas.append(alpha)
         return alphas
 
@@ -378,6 +387,14 @@ class ParameterScaled(torch.optim.Optimizer):
         return packs
 
     def _fused_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+        """Sweep 1 of the fused path: Triton on CUDA, compiled C++ kernels on the CPU. Either
+        leaves in ``self._fused_step`` the function and tables of its sweep 2."""
+        if FT.available(ps[0].device):
+            self._triton_rule(group, ps, gs, k, add)
+        else:
+            self._inductor_rule(group, ps, gs, k, add)
+
+    def _inductor_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
         """Sweep 1 as compiled kernels (``torch_impl.fused.rule_sweep``): reductions only
         (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
         lam in sweep 2) and ||g||^2 (the finite check)."""
@@ -404,15 +421,15 @@ class ParameterScaled(torch.optim.Optimizer):
             elif is_dadapt:
                 add("amax", amax)
                 sdots.append(sdot)
-        self._fused_step[id(group)] = (packs, sdots, corrections)
+        self._fused_step[id(group)] = (self._inductor_move, (packs, sdots, corrections))
 
-    def _fused_move(self, group, lam, k: int, dots, s_parts) -> None:
+    def _inductor_move(self, group, lam, k: int, dots, s_parts, sweep1) -> None:
         """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else lam * 0 + 1
         bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
-        packs, sdots, corrections = self._fused_step.pop(id(group))
+        packs, sdots, corrections = sweep1
         if sdots:
             dots.append(lam * torch.stack(sdots).sum())  # lam <g', s_{k-1}>
         for (dtype, has_z, count), pack in packs:
@@ -431,6 +448,83 @@ class ParameterScaled(torch.optim.Optimizer):
                 present["z"], views["x"], lam, rho, b1, bc1, beta,
             )  # fmt: skip
             if is_dadapt:
+                s_parts.append(ssq)
+
+    def _triton_kinds(self, ps: Tensors, gs: Tensors) -> dict[tuple, list]:
+        """The group's tensors for the Triton kernels, by kind (device, state dtype, parameter
+        dtype, has z, step count): one launch each. An item is (state, entry, g); the entry
+        (``_triton_entry``) is cached while the parameter has the same state dict and its
+        tensors are where they were (a ``.data`` swap, e.g. ``module.half()``, moves a
+        tensor without replacing it; the per-tensor path, which replaces the rule state,
+        drops the entry). A gradient not laid out as its parameter is copied into that
+        layout."""
+        kinds: dict[tuple, list] = {}
+        state, entries = self.state, self._views
+        for p, g in zip(ps, gs, strict=True):
+            st = state[p]
+            entry = entries.get(p)
+            if (
+                entry is None
+                or entry.state is not st
+                or list(map(_data_ptr, entry.tensors)) != entry.addresses
+            ):
+                entry = entries[p] = _triton_entry(p, st)
+            if g.stride() != entry.stride:
+                g = torch.empty_like(p, dtype=g.dtype).copy_(g)
+            kinds.setdefault((*entry.kind, st["scaling.0"]), []).append((st, entry, g))
+        return kinds
+
+    def _launch(self, items: list, device: torch.device) -> FT.Launch:
+        """The block and pointer tables of one launch, cached by addresses and sizes (a
+        training loop whose gradients come back at the same addresses builds them once)."""
+        grads = tuple(_data_ptr(g) for _, _, g in items)
+        key = (device, grads, tuple(e.row for _, e, _ in items))
+        if key not in self._launches:
+            if len(self._launches) >= 16:  # gradients at new addresses every step
+                self._launches.clear()
+            numels = [e.numel for _, e, _ in items]
+            blocks = FT.block_table(numels, device)
+            table = FT.pointer_table([list(grads), *map(list, zip(*key[2], strict=True))], device)
+            self._launches[key] = FT.Launch(*blocks, table, len(items), len(blocks[0]))
+        return self._launches[key]
+
+    def _triton_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+        """Sweep 1 as one Triton launch per kind of tensor (``torch_impl.fused_triton``):
+        reductions only, ||g||^2 among them (the finite check)."""
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        is_polyak = isinstance(self.step_rule, polyak)
+        is_dadapt = isinstance(self.step_rule, dadapt)
+        want_ratio = self._needs_rho() and k > 0
+        launches = []
+        for kind, items in self._triton_kinds(ps, gs).items():
+            device, dtype, _, _, count = kind  # TritonEntry.kind and the step count
+            launch = self._launch(items, device)
+            table = FT.consts(rule, count, b1, k, beta, device)
+            ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, table, dtype, is_polyak)
+            add("gradsq", gradsq)
+            if want_ratio and count > 0:  # a fresh tensor has no alpha_{k-1}
+                add("ratio", ratio)
+            if is_polyak:
+                add("gsq", gsq)
+            elif is_dadapt:
+                add("amax", amax)
+            launches.append((kind, items, launch, table))
+        self._fused_step[id(group)] = (self._triton_move, launches)
+
+    def _triton_move(self, group, lam, k: int, dots, s_parts, launches) -> None:
+        """Sweep 2 as one Triton launch per kind of tensor, with <g', s_{k-1}> and ||s_k||^2."""
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        is_dadapt = isinstance(self.step_rule, dadapt)
+        rho = self._rho_s if is_dadapt else lam
+        for (_, dtype, x_dtype, has_z, _), items, launch, table in launches:
+            for st, _, _ in items:
+                st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+                st["scaling.0"] += 1
+            dot, ssq = FT.move_sweep(
+                rule, launch, table, dtype, x_dtype, lam, rho, is_dadapt, b1 > 0, has_z, beta > 0
+            )
+            if is_dadapt:
+                dots.append(lam * dot)  # lam <g', s_{k-1}>
                 s_parts.append(ssq)
 
     @torch.no_grad()
@@ -470,10 +564,13 @@ class ParameterScaled(torch.optim.Optimizer):
         zero = torch.zeros((), dtype=F64, device=glob["d"].device)
 
         def total(key: str) -> torch.Tensor:
-            return self._all_sum(torch.stack(part[key]).sum()) if key in part else zero
+            return self._all_sum(_total(part[key])) if key in part else zero
 
         def largest(key: str) -> torch.Tensor:
-            return self._all_max(torch.stack(part[key]).max()) if key in part else zero + 1.0
+            if key not in part:
+                return zero + 1.0
+            ts = part[key]
+            return self._all_max(ts[0] if len(ts) == 1 else torch.stack(ts).max())
 
         rho = largest("ratio")
         glob["rho"] = rho
@@ -522,7 +619,8 @@ class ParameterScaled(torch.optim.Optimizer):
         for group, ps, gs in batches:
             lam = base * group["lr"]
             if self.fused:
-                self._fused_move(group, lam, k, dots, s_parts)
+                move, sweep1 = self._fused_step.pop(id(group))
+                move(group, lam, k, dots, s_parts, sweep1)
                 continue
             _, chunks = self._chunks(group, ps, gs)
             for cp, cg in chunks:
@@ -618,6 +716,11 @@ class ParameterScaled(torch.optim.Optimizer):
             }
 
 
+def _total(ts: Tensors) -> torch.Tensor:
+    """The sum of 0-dim tensors (one: itself, no launch)."""
+    return ts[0] if len(ts) == 1 else torch.stack(ts).sum()
+
+
 def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
     """The loss as a float64 0-dim tensor (a Python float is exact; a tensor keeps its value)."""
     if isinstance(loss, torch.Tensor):
@@ -642,6 +745,53 @@ def _fused_views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
     for key, t in zip("smz", named, strict=True):
         views[key] = None if t is None else next(it)
     return views
+
+
+class TritonEntry(NamedTuple):
+    """A parameter as the Triton kernels see it: its state dict, the tensors they address
+    (present ones), those tensors' addresses, its pointer-table column (``FT.ROWS`` after
+    g, 0 where absent), size, layout and kind (device, state dtype, dtype, has z)."""
+
+    state: dict
+    tensors: tuple
+    addresses: list[int]
+    row: tuple[int, ...]
+    numel: int
+    stride: tuple[int, ...]
+    kind: tuple
+
+
+def _triton_entry(p: torch.Tensor, st: dict[str, Any]) -> TritonEntry:
+    """The kernels walk a tensor's memory linearly, so every tensor of the parameter must be
+    dense and laid out as the parameter (contiguous, channels-last, ...: optimizer state is
+    made with ``zeros_like``, which keeps the layout)."""
+    named = (p, st.get("scaling.1"), st.get("scaling.2"), st.get("s"), st.get("m"), st.get("z"))
+    present = tuple(t for t in named if t is not None)
+    for t in present:
+        if t.stride() != p.stride() or not _dense(t):
+            raise ValueError(
+                f"Invalid parameter: shape {tuple(p.shape)} with strides {p.stride()} with "
+                "fused=True on CUDA (expected a dense tensor, its state laid out alike; "
+                "fused=False takes any layout)"
+            )
+    row = tuple(0 if t is None else t.data_ptr() for t in named)
+    kind = (p.device, _state_dtype(p), p.dtype, named[-1] is not None)
+    return TritonEntry(st, present, [t.data_ptr() for t in present], row, p.numel(),
+                       p.stride(), kind)  # fmt: skip
+
+
+_data_ptr = torch.Tensor.data_ptr
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Its elements fill numel() consecutive slots in some order of the dimensions."""
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: d[1]):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:

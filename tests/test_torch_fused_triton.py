@@ -1,0 +1,207 @@
+"""``fused=True`` on CUDA (torch_impl.fused_triton: one Triton launch per sweep) computes
+what theory and the foreach path compute.
+
+The tests run on CUDA when there is a GPU; on a machine without one, CI runs this file
+under ``TRITON_INTERPRET=1`` (``test_torch_fused.test_triton_kernels_under_the_interpreter``),
+where the same kernels run on CPU tensors in Triton's interpreter. Without either, skipped.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import torch_impl as T
+from tests.oracle import max_rel_dev
+from tests.test_torch_fused import ELEMENTWISE, MAKERS, cases
+from tests.test_torch_optimizer import (
+    _assert_same_state,
+    _state_copy,
+    batches,
+    digits_mlp,
+    flat,
+    train,
+)
+from tests.test_torch_vs_theory import _compare, _rule_pair
+from theory import optimizers as O
+from theory import scaling as S
+from torch_impl import fused_triton as FT
+
+if FT.triton is None:
+    DEVICE = None
+elif FT.interpreting():
+    DEVICE = "cpu"
+else:
+    DEVICE = "cuda" if torch.cuda.is_available() else None
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(DEVICE is None, reason="no CUDA device (nor TRITON_INTERPRET=1)"),
+]
+
+MAKERS = {
+    **MAKERS,
+    "psdasgd-identity": lambda ps, fused: T.PSDASGD(
+        ps, scaling="identity", fused=fused, foreach=not fused
+    ),
+    "pssps-amsgrad-torch": lambda ps, fused: T.PSSPS(
+        ps, 0.0, scaling=S.amsgrad(form="torch"), fused=fused, foreach=not fused
+    ),
+}
+
+
+def _run(make, steps=20, fused=True, dtype=torch.float64):
+    model, X, y = digits_mlp(dtype, device=DEVICE)
+    opt = make(model.parameters(), fused)
+    train(model, opt, X, y, batches(steps), closure_loss=True)
+    return flat(model), opt
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_triton_equals_foreach_on_mlp(name):
+    """Every rule, step rule, first moment, averaging and param groups, against the foreach
+    path on the same device: the bound and its reason are test_torch_fused's."""
+    ours, opt = _run(MAKERS[name])
+    ref, _ = _run(MAKERS[name], fused=False)
+    assert max_rel_dev(ours, ref) <= 1e-7
+    assert "alpha" not in opt.state[opt.param_groups[0]["params"][0]]  # it ran fused
+
+
+def test_a_planted_error_in_the_kernels_is_caught(monkeypatch):
+    """The kernels' beta2 moved by 1e-3: the comparison above sees it."""
+    planted = FT.consts
+
+    def wrong(rule, *args):
+        table = planted(rule, *args)
+        table[0] += 1e-3
+        return table
+
+    monkeypatch.setattr(FT, "consts", wrong)
+    ours, _ = _run(MAKERS["psdasgd-adam"])
+    ref, _ = _run(MAKERS["psdasgd-adam"], fused=False)
+    assert max_rel_dev(ours, ref) > 1e-5
+
+
+@settings(max_examples=6, deadline=None)
+@given(case=cases(), momentum=st.sampled_from([0.0, 0.9]))
+def test_triton_psdasgd_equals_theory(case, momentum):
+    p, x0, name = case
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.ps_dadapt_sgd(scaling=tr, momentum=momentum),
+        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, fused=True),
+        p,
+        x0,
+        foreach=None,
+        device=DEVICE,
+        steps=15,
+    )
+    assert dev.within(1e-10), dev
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
+def test_triton_low_precision_follows_foreach(dtype, tol):
+    """float32 and bfloat16 parameters (bfloat16: float32 state and master copy z, the
+    parameter its rounding): 10 steps, both paths. The bound is float32 round-off (fused
+    multiply-adds) amplified by training; bfloat16 parameters are compared after rounding."""
+    make = MAKERS["psdasgd-amsgrad-shrink"]
+    ours, opt = _run(make, steps=10, dtype=dtype)
+    ref, _ = _run(make, steps=10, fused=False, dtype=dtype)
+    assert max_rel_dev(ours, ref) <= tol
+    if dtype == torch.bfloat16:
+        z = opt.state[opt.param_groups[0]["params"][0]]["z"]
+        assert z.dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_triton_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
+    idx = batches(3)
+    model, X, y = digits_mlp(device=DEVICE)
+    opt = T.PSDASGD(model.parameters(), fused=True)
+    train(model, opt, X, y, idx)
+    before, state_before = flat(model), _state_copy(opt)
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(X[idx[0]]), y[idx[0]]).backward()
+    model[2].bias.grad[3] = bad
+    with pytest.raises(FloatingPointError, match="Non-finite gradient or loss at step 3"):
+        opt.step()
+    np.testing.assert_array_equal(flat(model), before)
+    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    opt.skip_nonfinite = True
+    opt.step()
+    np.testing.assert_array_equal(flat(model), before)
+
+
+def test_triton_resume_is_bit_identical():
+    make = MAKERS["psdasgd-amsgrad-shrink"]
+    idx = batches(20)
+    model, X, y = digits_mlp(torch.float32, device=DEVICE)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = make(model.parameters(), True)
+    train(model, opt, X, y, idx)
+    uninterrupted = flat(model)
+    model.load_state_dict(start)
+    opt = make(model.parameters(), True)
+    train(model, opt, X, y, idx[:10])
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2, _, _ = digits_mlp(torch.float32, device=DEVICE, seed=7)
+    model2.load_state_dict(ckpt["model"])
+    opt2 = make(model2.parameters(), True)
+    opt2.load_state_dict(ckpt["opt"])
+    train(model2, opt2, X, y, idx, start=10)
+    np.testing.assert_array_equal(flat(model2), uninterrupted)
+
+
+def test_triton_parameter_with_its_first_gradient_late():
+    """As test_torch_fused's: a layer without gradients for 5 steps has its own step count
+    (its own launch: a kind of its own) and no alpha_{k-1} in rho at its first step."""
+    runs = []
+    for path in ({"fused": True}, {"foreach": True}):
+        model, X, y = digits_mlp(device=DEVICE)
+        opt = T.PSDASGD(model.parameters(), rescale="shrink", **path)
+        for k, idx in enumerate(batches(10)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            if k < 5:
+                model[2].weight.grad = model[2].bias.grad = None
+            opt.step()
+            if k == 5:
+                assert opt.stats()["rho"] < 10
+        assert opt.state[model[2].weight]["scaling.0"] == 5
+        runs.append(flat(model))
+    assert max_rel_dev(runs[0], runs[1]) <= 1e-12
+
+
+def test_triton_layouts():
+    """A channels-last weight (dense, not contiguous) with a contiguous gradient (copied to
+    the weight's layout) runs as the foreach path does; a strided slice is refused by name."""
+    torch.manual_seed(0)
+    w0 = torch.randn(3, 4, 5, 5, dtype=torch.float64, device=DEVICE)
+    grads = [torch.randn(3, 4, 5, 5, dtype=torch.float64, device=DEVICE) for _ in range(5)]
+    out = []
+    for fused in (True, False):
+        w = torch.nn.Parameter(w0.clone().to(memory_format=torch.channels_last))
+        assert not w.is_contiguous()
+        opt = T.PSDASGD([w], momentum=0.9, fused=fused)
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        out.append(flat(torch.nn.ParameterList([w])))
+    assert max_rel_dev(out[0], out[1]) <= 1e-12
+    sliced = torch.nn.Parameter(torch.zeros(6, 6, device=DEVICE)[:, ::2])
+    sliced.grad = torch.ones_like(sliced)
+    opt = T.PSDASGD([sliced], fused=True)
+    with pytest.raises(ValueError, match=r"Invalid parameter: shape \(6, 3\) with strides"):
+        opt.step()
+
+
+def test_rule_codes_cover_the_fused_rules():
+    for name in ELEMENTWISE:
+        assert FT.rule_code(_rule_pair(name, 3)[1]) is not None, name
+    assert FT.rule_code(S.lars()) is None

@@ -1,0 +1,292 @@
+"""Triton kernels for ``fused=True`` on CUDA: each sweep of the step is one launch over
+every tensor.
+
+On the GPU a compiled call per pack of tensors (``torch_impl.fused``, the CPU kernels) costs
+more in launches and guards than the sweep itself, and the foreach path makes a dozen passes
+over memory. Here, as in torch's fused Adam (``multi_tensor_apply``), one launch covers a
+list of tensors: a block table maps each program to (tensor, offset) and a pointer table
+holds each tensor's address, so a step is two launches per kind of tensor (dtype, master
+copy, step count: one kind in a plain model) and a few reductions of per-program partials:
+
+- ``rule_sweep`` (reads g and the rule state; writes nothing): max(alpha_k / alpha_{k-1}),
+  max(alpha_k), ||g'||^2 (PS-SPS) and ||g||^2 (the finite check);
+- ``move_sweep`` (reads and writes rule state, s, m, z, x once): the rule's state update,
+  <g', s_{k-1}> and ``s = rho s + lam g'`` (D-Adaptation) with ||s_k||^2, the first
+  moment, ``z -= lam mhat / alpha**2`` and ``x = beta x + (1 - beta) z``.
+
+PS-DA-SGD with Adam scaling and momentum thus moves 11 parameter-sized streams a step
+(sweep 1: g, v; sweep 2: g, v, s, z, x read and v, s, z, x written) against fused Adam's 7.
+
+The element math is the foreach path's (``foreach_rules``, SPEC Table 1), operation for
+operation in the state's dtype with correctly rounded division and square root; partial
+sums are float64. Scalars (beta2, eps, bias corrections) travel in a float64 table; lam and
+rho stay on the device (no host sync between the sweeps). With ``TRITON_INTERPRET=1`` the
+kernels run on CPU tensors in Triton's interpreter: that is how CI, which has no GPU, tests
+them (tests/test_torch_fused_triton.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import torch
+
+from theory import scaling as S
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU-only install: fused=True then runs on the CPU alone
+    triton = None
+
+F64 = torch.float64
+BLOCK = 2048  # elements per program
+WARPS = 8
+ROWS = ("g", "x", "v", "w", "s", "m", "z")  # the pointer table's rows (w: AMSGrad's max)
+# the float64 scalar table, by index: beta2, 1 - beta2, eps, sqrt(bc2) of step k-1, bc2 and
+# sqrt(bc2) of step k, lerp weights 1 - b1 (first moment) and 1 - beta (averaging), 1 - b1^(k+1)
+CONSTS = ("beta2", "omb2", "eps", "root_prev", "bc2", "root", "b1w", "betaw", "bc1")
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def available(device: torch.device) -> bool:
+    """Whether the kernels run on ``device``: CUDA with Triton, or the CPU under
+    ``TRITON_INTERPRET=1``."""
+    if triton is None:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and interpreting())
+
+
+def rule_code(rule: Any) -> int | None:
+    """The kernels' name for an element-wise built-in rule (None: not one)."""
+    if type(rule) is S.amsgrad:
+        return 4 if rule.form == "monotone" else 5
+    return {S.identity: 0, S.adagrad: 1, S.rmsprop: 2, S.adam: 3}.get(type(rule))
+
+
+class Launch(NamedTuple):
+    """One launch's tables: ``blocks[i]`` the tensor of program i, ``starts[i]`` its first
+    element, ``numels`` per tensor, ``ptrs`` the addresses (rows ``ROWS``, 0 where absent)."""
+
+    blocks: torch.Tensor
+    starts: torch.Tensor
+    numels: torch.Tensor
+    ptrs: torch.Tensor
+    n: int
+    programs: int
+
+
+def block_table(numels: list[int], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(blocks, starts, numels) for tensors of ``numels`` elements, BLOCK per program."""
+    sizes = torch.tensor(numels, dtype=torch.int64)
+    per = (sizes + BLOCK - 1) // BLOCK
+    blocks = torch.repeat_interleave(torch.arange(len(numels), dtype=torch.int32), per)
+    first = torch.cumsum(per, 0) - per
+    starts = (torch.arange(int(per.sum())) - first.repeat_interleave(per)) * BLOCK
+    return blocks.to(device), starts.to(device), sizes.to(device)
+
+
+def pointer_table(rows: list[list[int]], device: torch.device) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.int64).reshape(-1).to(device)
+
+
+def consts(rule: Any, count: int, b1: float, k: int, beta: float, device) -> torch.Tensor:
+    """The float64 scalar table ``CONSTS`` for tensors at step ``count`` (global step k)."""
+    beta2 = getattr(rule, "beta2", 0.0)
+    bc2_prev = 1 - beta2**count if beta2 else 1.0
+    bc2 = 1 - beta2 ** (count + 1) if beta2 else 1.0
+    root_prev = bc2_prev**0.5 if count > 0 else 1.0  # unused at a tensor's first step
+    values = [beta2, 1 - beta2, getattr(rule, "eps", 0.0), root_prev, bc2, bc2**0.5,
+              1 - b1, 1 - beta, 1 - b1 ** (k + 1)]  # fmt: skip
+    pinned = device.type == "cuda"  # then the copy does not wait for the GPU's queue
+    return torch.tensor(values, dtype=F64, pin_memory=pinned).to(device, non_blocking=pinned)
+
+
+_TL_DTYPES = {}
+if triton is not None:
+    _TL_DTYPES = {
+        torch.float32: tl.float32,
+        torch.float64: tl.float64,
+        torch.bfloat16: tl.bfloat16,
+        torch.float16: tl.float16,
+    }
+
+
+def rule_sweep(rule: Any, launch: Launch, table: torch.Tensor, dtype, polyak: bool):
+    """Sweep 1: float64 0-dim (max ratio, max alpha, ||g'||^2, ||g||^2)."""
+    out = torch.empty((launch.programs, 4), dtype=F64, device=table.device)
+    _rule_kernel[(launch.programs,)](
+        launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table, out,
+        RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
+        num_warps=WARPS,
+    )  # fmt: skip
+    top, total = out[:, :2].amax(0), out[:, 2:].sum(0)
+    return top[0], top[1], total[0], total[1]
+
+
+def move_sweep(
+    rule: Any,
+    launch: Launch,
+    table: torch.Tensor,
+    dtype,
+    x_dtype,
+    lam: torch.Tensor,
+    rho: torch.Tensor,
+    dadapt: bool,
+    first_moment: bool,
+    has_z: bool,
+    average: bool,
+):
+    """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (zeros without s)."""
+    out = torch.zeros((launch.programs if dadapt else 1, 2), dtype=F64, device=table.device)
+    _move_kernel[(launch.programs,)](
+        launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table,
+        lam, rho, out, RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
+        AVERAGE=average, DT=_TL_DTYPES[dtype], XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK,
+        num_warps=WARPS,
+    )  # fmt: skip
+    total = out.sum(0)
+    return total[0], total[1]
+
+
+if triton is not None:
+
+    @triton.jit
+    def _address(ptrs, row: tl.constexpr, n, t, DT: tl.constexpr):
+        return tl.load(ptrs + row * n + t).to(tl.pointer_type(DT))
+
+    @triton.jit
+    def _sqrt(x):
+        # correctly rounded, as torch's (tl.sqrt is an approximation in float32)
+        if x.dtype == tl.float32:
+            return tl.sqrt_rn(x)
+        return tl.sqrt(x)
+
+    @triton.jit
+    def _div(a, b):
+        # correctly rounded, as torch's ('/' is an approximation in float32)
+        if a.dtype == tl.float32:
+            return tl.div_rn(a, b)
+        return a / b
+
+    @triton.jit
+    def _advance(v, w, g, beta2, omb2, bc2, RULE: tl.constexpr):
+        # the rule state at step k from k-1 (foreach_rules.advance; SPEC Table 1)
+        if RULE == 1:
+            v = v + g * g  # AdaGrad: v += g^2
+        elif RULE >= 2:
+            v = v * beta2 + omb2 * (g * g)  # v = beta2 v + (1 - beta2) g^2
+        if RULE == 4:
+            w = tl.maximum(w, _div(v, bc2))  # AMSGrad, monotone: max after bc
+        elif RULE == 5:
+            w = tl.maximum(w, v)  # AMSGrad, torch's form
+        return v, w
+
+    @triton.jit
+    def _alpha(v, w, g, eps, root, RULE: tl.constexpr):
+        # alpha_k from the state at step k (foreach_rules.alpha)
+        if RULE == 0:
+            a = tl.full(g.shape, 1.0, g.dtype)  # identity
+        elif RULE <= 2:
+            a = _sqrt(_sqrt(v) + eps)  # sqrt(sqrt(v) + eps)
+        elif RULE == 3:
+            a = _sqrt(_div(_sqrt(v), root) + eps)  # sqrt(sqrt(v)/sqrt(bc2)+eps)
+        elif RULE == 4:
+            a = _sqrt(_sqrt(w) + eps)
+        else:
+            a = _sqrt(_div(_sqrt(w), root) + eps)
+        return a
+
+    @triton.jit
+    def _lerp(a, b, weight):
+        # torch.lerp's formula: a + weight (b - a), from the nearer end
+        return tl.where(weight < 0.5, a + weight * (b - a), b - (b - a) * (1 - weight))
+
+    @triton.jit
+    def _load_rule_state(ptrs, n, t, offs, mask, g, RULE: tl.constexpr, DT: tl.constexpr):
+        v = g
+        w = g
+        if RULE >= 1:
+            v = tl.load(_address(ptrs, 2, n, t, DT) + offs, mask=mask, other=0.0)
+        if RULE >= 4:
+            w = tl.load(_address(ptrs, 3, n, t, DT) + offs, mask=mask, other=0.0)
+        return v, w
+
+    @triton.jit
+    def _rule_kernel(blocks, starts, numels, ptrs, n, table, out, RULE: tl.constexpr,
+                     POLYAK: tl.constexpr, DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+        pid = tl.program_id(0)
+        t = tl.load(blocks + pid)
+        offs = tl.load(starts + pid) + tl.arange(0, BLOCK)
+        mask = offs < tl.load(numels + t)
+        g = tl.load(_address(ptrs, 0, n, t, DT) + offs, mask=mask, other=0.0)
+        v, w = _load_rule_state(ptrs, n, t, offs, mask, g, RULE, DT)
+        beta2 = tl.load(table + 0).to(DT)
+        omb2 = tl.load(table + 1).to(DT)
+        eps = tl.load(table + 2).to(DT)
+        root_prev = tl.load(table + 3).to(DT)
+        bc2 = tl.load(table + 4).to(DT)
+        root = tl.load(table + 5).to(DT)
+        prev = _alpha(v, w, g, eps, root_prev, RULE)  # alpha_{k-1}, from the state as it is
+        v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)  # in registers: sweep 2 stores
+        a = _alpha(v, w, g, eps, root, RULE)
+        tl.store(out + pid * 4, tl.max(tl.where(mask, _div(a, prev), 0.0)).to(tl.float64))
+        tl.store(out + pid * 4 + 1, tl.max(tl.where(mask, a, 0.0)).to(tl.float64))
+        if POLYAK:
+            u = _div(g, a).to(tl.float64)  # g' = g / alpha
+            tl.store(out + pid * 4 + 2, tl.sum(u * u))
+        else:
+            tl.store(out + pid * 4 + 2, 0.0)
+        g64 = g.to(tl.float64)
+        tl.store(out + pid * 4 + 3, tl.sum(g64 * g64))  # ||g||^2: the finite check
+
+    @triton.jit
+    def _move_kernel(blocks, starts, numels, ptrs, n, table, lam_ptr, rho_ptr, out,
+                     RULE: tl.constexpr, DADAPT: tl.constexpr, FIRST: tl.constexpr,
+                     HAS_Z: tl.constexpr, AVERAGE: tl.constexpr, DT: tl.constexpr,
+                     XT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+        pid = tl.program_id(0)
+        t = tl.load(blocks + pid)
+        offs = tl.load(starts + pid) + tl.arange(0, BLOCK)
+        mask = offs < tl.load(numels + t)
+        g = tl.load(_address(ptrs, 0, n, t, DT) + offs, mask=mask, other=0.0)
+        v, w = _load_rule_state(ptrs, n, t, offs, mask, g, RULE, DT)
+        v, w = _advance(v, w, g, tl.load(table).to(DT), tl.load(table + 1).to(DT),
+                        tl.load(table + 4).to(DT), RULE)  # fmt: skip
+        if RULE >= 1:
+            tl.store(_address(ptrs, 2, n, t, DT) + offs, v, mask=mask)
+        if RULE >= 4:
+            tl.store(_address(ptrs, 3, n, t, DT) + offs, w, mask=mask)
+        a = _alpha(v, w, g, tl.load(table + 2).to(DT), tl.load(table + 5).to(DT), RULE)
+        lam = tl.load(lam_ptr).to(DT)
+        u = _div(g, a)  # g' = g / alpha
+        if DADAPT:
+            s_at = _address(ptrs, 4, n, t, DT) + offs
+            s = tl.load(s_at, mask=mask, other=0.0)
+            tl.store(out + pid * 2, tl.sum(u.to(tl.float64) * s.to(tl.float64)))  # <g', s>
+            s = s * tl.load(rho_ptr).to(DT) + u * lam  # s = rho s + lam g'
+            tl.store(s_at, s, mask=mask)
+            s64 = s.to(tl.float64)
+            tl.store(out + pid * 2 + 1, tl.sum(s64 * s64))
+        if FIRST:
+            m_at = _address(ptrs, 5, n, t, DT) + offs
+            m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, tl.load(table + 6).to(DT))
+            tl.store(m_at, m, mask=mask)
+            u = _div(_div(m, tl.load(table + 8).to(DT)), a)  # mhat / alpha
+        step = _div(u, a) * -lam  # -lam mhat / alpha**2
+        x_at = _address(ptrs, 1, n, t, XT) + offs
+        if HAS_Z:
+            z_at = _address(ptrs, 6, n, t, DT) + offs
+            z = tl.load(z_at, mask=mask, other=0.0) + step
+            tl.store(z_at, z, mask=mask)
+            if AVERAGE:  # x = beta x + (1 - beta) z, in the state's dtype, then rounded
+                x = tl.load(x_at, mask=mask, other=0.0).to(DT)
+                tl.store(x_at, _lerp(x, z, tl.load(table + 7).to(DT)).to(XT), mask=mask)
+            else:
+                tl.store(x_at, z.to(XT), mask=mask)
+        else:
+            tl.store(x_at, tl.load(x_at, mask=mask, other=0.0) + step, mask=mask)
