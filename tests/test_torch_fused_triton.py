@@ -6,9 +6,6 @@ under ``TRITON_INTERPRET=1`` (``test_torch_fused.test_triton_kernels_under_the_i
 where the same kernels run on CPU tensors in Triton's interpreter. Without either, skipped.
 """
 
-import io
-
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -16,15 +13,15 @@ from hypothesis import strategies as st
 
 import torch_impl as T
 from tests.oracle import max_rel_dev
-from tests.test_torch_fused import ELEMENTWISE, MAKERS, cases
-from tests.test_torch_optimizer import (
-    _assert_same_state,
-    _state_copy,
-    batches,
-    digits_mlp,
-    flat,
-    train,
+from tests.test_torch_fused import (
+    ELEMENTWISE,
+    MAKERS,
+    cases,
+    check_late_parameter,
+    check_nonfinite_refusal,
+    check_resume,
 )
+from tests.test_torch_optimizer import batches, digits_mlp, flat, train
 from tests.test_torch_vs_theory import _compare, _rule_pair
 from theory import optimizers as O
 from theory import scaling as S
@@ -118,64 +115,17 @@ def test_triton_low_precision_follows_foreach(dtype, tol):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_triton_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
-    idx = batches(3)
-    model, X, y = digits_mlp(device=DEVICE)
-    opt = T.PSDASGD(model.parameters(), fused=True)
-    train(model, opt, X, y, idx)
-    before, state_before = flat(model), _state_copy(opt)
-    opt.zero_grad()
-    torch.nn.functional.cross_entropy(model(X[idx[0]]), y[idx[0]]).backward()
-    model[2].bias.grad[3] = bad
-    with pytest.raises(FloatingPointError, match="Non-finite gradient or loss at step 3"):
-        opt.step()
-    np.testing.assert_array_equal(flat(model), before)
-    _assert_same_state(opt.state_dict()["state"], state_before["state"])
-    opt.skip_nonfinite = True
-    opt.step()
-    np.testing.assert_array_equal(flat(model), before)
+    check_nonfinite_refusal(bad, DEVICE)
 
 
 def test_triton_resume_is_bit_identical():
-    make = MAKERS["psdasgd-amsgrad-shrink"]
-    idx = batches(20)
-    model, X, y = digits_mlp(torch.float32, device=DEVICE)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = make(model.parameters(), True)
-    train(model, opt, X, y, idx)
-    uninterrupted = flat(model)
-    model.load_state_dict(start)
-    opt = make(model.parameters(), True)
-    train(model, opt, X, y, idx[:10])
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=False)
-    model2, _, _ = digits_mlp(torch.float32, device=DEVICE, seed=7)
-    model2.load_state_dict(ckpt["model"])
-    opt2 = make(model2.parameters(), True)
-    opt2.load_state_dict(ckpt["opt"])
-    train(model2, opt2, X, y, idx, start=10)
-    np.testing.assert_array_equal(flat(model2), uninterrupted)
+    check_resume(MAKERS["psdasgd-amsgrad-shrink"], torch.float32, DEVICE, 20)
 
 
 def test_triton_parameter_with_its_first_gradient_late():
     """As test_torch_fused's: a layer without gradients for 5 steps has its own step count
     (its own launch: a kind of its own) and no alpha_{k-1} in rho at its first step."""
-    runs = []
-    for path in ({"fused": True}, {"foreach": True}):
-        model, X, y = digits_mlp(device=DEVICE)
-        opt = T.PSDASGD(model.parameters(), rescale="shrink", **path)
-        for k, idx in enumerate(batches(10)):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            if k < 5:
-                model[2].weight.grad = model[2].bias.grad = None
-            opt.step()
-            if k == 5:
-                assert opt.stats()["rho"] < 10
-        assert opt.state[model[2].weight]["scaling.0"] == 5
-        runs.append(flat(model))
-    assert max_rel_dev(runs[0], runs[1]) <= 1e-12
+    check_late_parameter([{"fused": True}, {"foreach": True}], DEVICE, 10)
 
 
 def test_triton_layouts():

@@ -128,8 +128,10 @@ def test_resume_is_bit_identical(make, dtype):
 def test_foreach_equals_per_tensor(scaling, opt_name):
     """The multi-tensor path and the per-tensor path (theory's rule objects on torch
     tensors) compute the same thing. Their operation order differs by an ulp at step 1;
-    non-convex training amplifies that geometrically (measured: at most 7e-11 by step 40,
-    PS-SPS with RMSProp); a formula difference would show at 1e-3 or more."""
+    non-convex training amplifies that geometrically (measured by step 40, PS-SPS with
+    RMSProp: 7e-11 on the 2-core dev VM, 1.1e-9 on the H100 host's CPU, whose vector
+    reductions round differently); a formula difference would show at 1e-3 or more. The
+    bound is test_torch_fused's."""
     idx = batches(40)
     runs = []
     for foreach in (True, False):
@@ -140,7 +142,7 @@ def test_foreach_equals_per_tensor(scaling, opt_name):
             opt = T.PSSPS(model.parameters(), 0.0, scaling=scaling, foreach=foreach)
         train(model, opt, X, y, idx, closure_loss=True)
         runs.append(flat(model))
-    assert max_rel_dev(runs[0], runs[1]) <= 1e-9
+    assert max_rel_dev(runs[0], runs[1]) <= 1e-7
 
 
 def test_param_groups_share_one_global_estimate():

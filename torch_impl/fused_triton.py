@@ -27,6 +27,7 @@ them (tests/test_torch_fused_triton.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, NamedTuple
 
@@ -116,14 +117,23 @@ if triton is not None:
     }
 
 
+def _on(device: torch.device):
+    """Triton launches on the current CUDA device: make it the tensors' (a model on cuda:1
+    stepped while cuda:0 is current)."""
+    if device.type != "cuda" or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
+
+
 def rule_sweep(rule: Any, launch: Launch, table: torch.Tensor, dtype, polyak: bool):
     """Sweep 1: float64 0-dim (max ratio, max alpha, ||g'||^2, ||g||^2)."""
     out = torch.empty((launch.programs, 4), dtype=F64, device=table.device)
-    _rule_kernel[(launch.programs,)](
-        launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table, out,
-        RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
-        num_warps=WARPS,
-    )  # fmt: skip
+    with _on(table.device):
+        _rule_kernel[(launch.programs,)](
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table, out,
+            RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
+            num_warps=WARPS,
+        )  # fmt: skip
     top, total = out[:, :2].amax(0), out[:, 2:].sum(0)
     return top[0], top[1], total[0], total[1]
 
@@ -143,12 +153,13 @@ def move_sweep(
 ):
     """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (zeros without s)."""
     out = torch.zeros((launch.programs if dadapt else 1, 2), dtype=F64, device=table.device)
-    _move_kernel[(launch.programs,)](
-        launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table,
-        lam, rho, out, RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
-        AVERAGE=average, DT=_TL_DTYPES[dtype], XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK,
-        num_warps=WARPS,
-    )  # fmt: skip
+    with _on(table.device):
+        _move_kernel[(launch.programs,)](
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table,
+            lam, rho, out, RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
+            AVERAGE=average, DT=_TL_DTYPES[dtype], XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK,
+            num_warps=WARPS,
+        )  # fmt: skip
     total = out.sum(0)
     return total[0], total[1]
 
@@ -217,14 +228,21 @@ if triton is not None:
         return v, w
 
     @triton.jit
-    def _rule_kernel(blocks, starts, numels, ptrs, n, table, out, RULE: tl.constexpr,
-                     POLYAK: tl.constexpr, DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-        pid = tl.program_id(0)
-        t = tl.load(blocks + pid)
-        offs = tl.load(starts + pid) + tl.arange(0, BLOCK)
+    def _program(blocks, starts, numels, ptrs, n, RULE: tl.constexpr, DT: tl.constexpr,
+                 BLOCK: tl.constexpr):  # fmt: skip
+        # this program's tensor t, its elements offs (mask: inside it), g and the rule state
+        t = tl.load(blocks + tl.program_id(0))
+        offs = tl.load(starts + tl.program_id(0)) + tl.arange(0, BLOCK)
         mask = offs < tl.load(numels + t)
         g = tl.load(_address(ptrs, 0, n, t, DT) + offs, mask=mask, other=0.0)
         v, w = _load_rule_state(ptrs, n, t, offs, mask, g, RULE, DT)
+        return t, offs, mask, g, v, w
+
+    @triton.jit
+    def _rule_kernel(blocks, starts, numels, ptrs, n, table, out, RULE: tl.constexpr,
+                     POLYAK: tl.constexpr, DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+        pid = tl.program_id(0)
+        t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
         beta2 = tl.load(table + 0).to(DT)
         omb2 = tl.load(table + 1).to(DT)
         eps = tl.load(table + 2).to(DT)
@@ -250,11 +268,7 @@ if triton is not None:
                      HAS_Z: tl.constexpr, AVERAGE: tl.constexpr, DT: tl.constexpr,
                      XT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
-        t = tl.load(blocks + pid)
-        offs = tl.load(starts + pid) + tl.arange(0, BLOCK)
-        mask = offs < tl.load(numels + t)
-        g = tl.load(_address(ptrs, 0, n, t, DT) + offs, mask=mask, other=0.0)
-        v, w = _load_rule_state(ptrs, n, t, offs, mask, g, RULE, DT)
+        t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
         v, w = _advance(v, w, g, tl.load(table).to(DT), tl.load(table + 1).to(DT),
                         tl.load(table + 4).to(DT), RULE)  # fmt: skip
         if RULE >= 1:

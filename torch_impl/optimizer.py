@@ -394,6 +394,17 @@ class ParameterScaled(torch.optim.Optimizer):
         else:
             self._inductor_rule(group, ps, gs, k, add)
 
+    def _add_partials(self, add, with_ratio: bool, ratio, amax, gsq, gradsq) -> None:
+        """A fused sweep 1's partial reductions, as the step-size rule needs them; the ratio
+        only where the tensors have an alpha_{k-1} (not at their first step)."""
+        add("gradsq", gradsq)
+        if with_ratio:
+            add("ratio", ratio)
+        if isinstance(self.step_rule, polyak):
+            add("gsq", gsq)
+        elif isinstance(self.step_rule, dadapt):
+            add("amax", amax)
+
     def _inductor_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
         """Sweep 1 as compiled kernels (``torch_impl.fused.rule_sweep``): reductions only
         (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
@@ -413,13 +424,8 @@ class ParameterScaled(torch.optim.Optimizer):
                 rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
                 [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak,
             )  # fmt: skip
-            add("gradsq", gradsq)
-            if want_ratio and count > 0:  # a fresh tensor has no alpha_{k-1}
-                add("ratio", ratio)
-            if is_polyak:
-                add("gsq", gsq)
-            elif is_dadapt:
-                add("amax", amax)
+            self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
+            if is_dadapt:
                 sdots.append(sdot)
         self._fused_step[id(group)] = (self._inductor_move, (packs, sdots, corrections))
 
@@ -493,7 +499,6 @@ class ParameterScaled(torch.optim.Optimizer):
         reductions only, ||g||^2 among them (the finite check)."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_polyak = isinstance(self.step_rule, polyak)
-        is_dadapt = isinstance(self.step_rule, dadapt)
         want_ratio = self._needs_rho() and k > 0
         launches = []
         for kind, items in self._triton_kinds(ps, gs).items():
@@ -501,13 +506,7 @@ class ParameterScaled(torch.optim.Optimizer):
             launch = self._launch(items, device)
             table = FT.consts(rule, count, b1, k, beta, device)
             ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, table, dtype, is_polyak)
-            add("gradsq", gradsq)
-            if want_ratio and count > 0:  # a fresh tensor has no alpha_{k-1}
-                add("ratio", ratio)
-            if is_polyak:
-                add("gsq", gsq)
-            elif is_dadapt:
-                add("amax", amax)
+            self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
             launches.append((kind, items, launch, table))
         self._fused_step[id(group)] = (self._triton_move, launches)
 
@@ -645,7 +644,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 self._apply(group, cp, sts, u)
         if not s_parts:
             return base * 0, base * 0
-        return torch.stack(s_parts).sum(), torch.stack(dots).sum()
+        return _total(s_parts), _total(dots)
 
     def _apply(self, group, ps: Tensors, sts: list[dict], step: Tensors) -> None:
         """z += step; x = beta x + (1 - beta) z (z is the parameter itself when beta = 0
