@@ -151,10 +151,10 @@ def test_fused_equals_foreach_on_mlp(name):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_resume_is_bit_identical(dtype):
-    check_resume(MAKERS["psdasgd-amsgrad-shrink"], dtype, "cpu", 30)
+    assert_resume_bit_identical(MAKERS["psdasgd-amsgrad-shrink"], dtype, "cpu", 30)
 
 
-def check_resume(make, dtype, device, steps):
+def assert_resume_bit_identical(make, dtype, device, steps):
     """``steps`` steps in one go equal half of them, a checkpoint through torch.save, a new
     model and optimizer loading it, and the other half: bit for bit."""
     idx = batches(steps)
@@ -200,10 +200,11 @@ def test_parameter_with_its_first_gradient_late():
     and rho ~ 1e3 (the foreach path used to raise KeyError here). Its bias correction counts
     its own steps, as theory's rule objects (the per-tensor path) and torch.optim.Adam do:
     the three paths agree, which they did not when the foreach path used the global k."""
-    check_late_parameter([{"fused": True}, {"foreach": True}, {"foreach": False}], "cpu", 12)
+    paths = [{"fused": True}, {"foreach": True}, {"foreach": False}]
+    assert_late_parameter_agrees(paths, "cpu", 12)
 
 
-def check_late_parameter(paths, device, steps):
+def assert_late_parameter_agrees(paths, device, steps):
     runs = []
     for path in paths:
         model, X, y = digits_mlp(device=device)
@@ -242,10 +243,10 @@ def test_non_contiguous_and_empty_parameters():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_fused_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
-    check_nonfinite_refusal(bad, "cpu")
+    assert_nonfinite_step_refused(bad, "cpu")
 
 
-def check_nonfinite_refusal(bad, device):
+def assert_nonfinite_step_refused(bad, device):
     """A NaN/Inf entry in one gradient at step 3: FloatingPointError, then (skip_nonfinite)
     a skipped step; parameters and state unchanged, bit for bit, both times."""
     idx = batches(3)

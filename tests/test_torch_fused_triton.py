@@ -16,10 +16,10 @@ from tests.oracle import max_rel_dev
 from tests.test_torch_fused import (
     ELEMENTWISE,
     MAKERS,
+    assert_late_parameter_agrees,
+    assert_nonfinite_step_refused,
+    assert_resume_bit_identical,
     cases,
-    check_late_parameter,
-    check_nonfinite_refusal,
-    check_resume,
 )
 from tests.test_torch_optimizer import batches, digits_mlp, flat, train
 from tests.test_torch_vs_theory import _compare, _rule_pair
@@ -115,17 +115,17 @@ def test_triton_low_precision_follows_foreach(dtype, tol):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_triton_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
-    check_nonfinite_refusal(bad, DEVICE)
+    assert_nonfinite_step_refused(bad, DEVICE)
 
 
 def test_triton_resume_is_bit_identical():
-    check_resume(MAKERS["psdasgd-amsgrad-shrink"], torch.float32, DEVICE, 20)
+    assert_resume_bit_identical(MAKERS["psdasgd-amsgrad-shrink"], torch.float32, DEVICE, 20)
 
 
 def test_triton_parameter_with_its_first_gradient_late():
     """As test_torch_fused's: a layer without gradients for 5 steps has its own step count
     (its own launch: a kind of its own) and no alpha_{k-1} in rho at its first step."""
-    check_late_parameter([{"fused": True}, {"foreach": True}], DEVICE, 10)
+    assert_late_parameter_agrees([{"fused": True}, {"foreach": True}], DEVICE, 10)
 
 
 def test_triton_layouts():

@@ -125,6 +125,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self.foreach = foreach
         self.fused = fused
         self._views: dict[torch.Tensor, tuple] = {}  # fused path: per-parameter views
+        self._entries: dict[torch.Tensor, TritonEntry] = {}  # fused on CUDA: per parameter
         self._launches: dict[tuple, FT.Launch] = {}  # fused on CUDA: tables per tensor set
         self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
@@ -264,7 +265,7 @@ class ParameterScaled(torch.optim.Optimizer):
         rule = self.step_rule
         tests_f = isinstance(rule, polyak) and loss is not None
         if self.sharded:  # (any rank non-finite, any rank below f*): all refuse or skip together
-            below = (f - rule.f_star < -rule.f_star_tol) if tests_f else f < f
+            below = f - rule.f_star < -rule.f_star_tol if tests_f else f.new_zeros((), dtype=bool)
             bad = torch.stack([~torch.isfinite(stats[:2]).all(), below]).to(F64)
             not_finite, is_below, g0_now = torch.cat([self._all_max(bad), stats[2:]]).tolist()
         else:
@@ -294,8 +295,9 @@ class ParameterScaled(torch.optim.Optimizer):
             x = p.detach().to(g.dtype)
             template = rule.init(x[:0]) if "scaling" not in st else None
             alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
-            self._store_rule_state(st, new_state)  # new tensors: a fused entry is stale
+            self._store_rule_state(st, new_state)  # new tensors: fused caches are stale
             self._views.pop(p, None)
+            self._entries.pop(p, None)
             alphas.append(alpha)
         return alphas
 
@@ -465,7 +467,7 @@ class ParameterScaled(torch.optim.Optimizer):
         drops the entry). A gradient not laid out as its parameter is copied into that
         layout."""
         kinds: dict[tuple, list] = {}
-        state, entries = self.state, self._views
+        state, entries = self.state, self._entries
         for p, g in zip(ps, gs, strict=True):
             st = state[p]
             entry = entries.get(p)
