@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -40,10 +40,13 @@ from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
 from torch_impl import fused as F
 from torch_impl import fused_triton as FT
+from torch_impl import triton_plan as TP
 from torch_impl.foreach_rules import FOREACH, correction, update
 
 Tensors = list[torch.Tensor]
+Batch = tuple[dict[str, Any], Tensors, Tensors, list[dict[str, Any]]]  # group, ps, gs, states
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+STRIDED = torch.strided  # dense layout
 FUSED_PACKS = (8, 4, 2, 1)  # tensors per compiled-kernel call: at most 4 compiles per kernel
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
@@ -51,6 +54,18 @@ F64 = torch.float64
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
     return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+
+
+def _state_grad(g: torch.Tensor, p: torch.Tensor, name: str) -> torch.Tensor:
+    """``p``'s gradient in its state dtype (float32 for low precision), or a TypeError."""
+    if g.layout is not STRIDED:
+        raise TypeError(
+            f"Sparse gradient for {name} (layout {g.layout}): ParameterScaled needs dense gradients"
+        )
+    if g.is_complex():
+        raise TypeError(f"Complex gradient for {name}")
+    dtype = _state_dtype(p)
+    return g if g.dtype == dtype else g.to(dtype)
 
 
 class ParameterScaled(torch.optim.Optimizer):
@@ -125,8 +140,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self.foreach = foreach
         self.fused = fused
         self._views: dict[torch.Tensor, tuple] = {}  # fused path: per-parameter views
-        self._entries: dict[torch.Tensor, TritonEntry] = {}  # fused on CUDA: per parameter
-        self._launches: dict[tuple, FT.Launch] = {}  # fused on CUDA: tables per tensor set
+        self._plans: dict[int, TP.TritonPlan] = {}  # fused on CUDA: per group
         self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
         self.sharded = sharded
@@ -234,21 +248,17 @@ class ParameterScaled(torch.optim.Optimizer):
                 g = p.grad
                 if g is None or p.numel() == 0:  # an empty tensor has nothing to update
                     continue
-                if g.is_sparse:
-                    raise TypeError(
-                        f"Sparse gradient for parameter {pi} of group {gi}: ParameterScaled "
-                        "needs dense gradients"
-                    )
-                if g.is_complex():
-                    raise TypeError(f"Complex gradient for parameter {pi} of group {gi}")
-                ps.append(p)
-                dtype = _state_dtype(p)  # the step runs under no_grad: no detach needed
-                gs.append(g if g.dtype == dtype else g.to(dtype))
+                if g.layout is not STRIDED or g.dtype is not p.dtype or p.dtype in LOW_PRECISION:
+                    g = _state_grad(g, p, f"parameter {pi} of group {gi}")
+                ps.append(p)  # the step runs under no_grad: no detach needed
+                gs.append(g)
             if ps:
                 out.append((group, ps, gs))
         return out
 
-    def _preflight(self, batches, loss: torch.Tensor | None, part: dict | None) -> bool:
+    def _preflight(
+        self, batches: list[Batch], loss: torch.Tensor | None, part: dict | None
+    ) -> bool:
         """One host sync: are gradients (and loss) finite, and is f >= f* - tol? A gradient
         norm is non-finite exactly when an entry is (ATen accumulates float32 squares in
         double, so no finite float32 gradient overflows); one pass (or, on the fused path,
@@ -257,7 +267,7 @@ class ParameterScaled(torch.optim.Optimizer):
         if part is not None:
             self._grad_sq = _total(part.pop("gradsq"))
         else:
-            sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs in batches]
+            sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs, _ in batches]
             self._grad_sq = torch.cat(sq).sum()
         g0 = self._global["g0_norm"]
         f = torch.zeros_like(g0) if loss is None else loss
@@ -297,7 +307,6 @@ class ParameterScaled(torch.optim.Optimizer):
             alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
             self._store_rule_state(st, new_state)  # new tensors: fused caches are stale
             self._views.pop(p, None)
-            self._entries.pop(p, None)
             alphas.append(alpha)
         return alphas
 
@@ -317,7 +326,9 @@ class ParameterScaled(torch.optim.Optimizer):
                 start, size = i + 1, 0
         return fast, chunks
 
-    def _sweep_rule(self, batches, k: int, g0_unset: bool) -> dict[str, list[torch.Tensor]]:
+    def _sweep_rule(
+        self, batches: list[Batch], k: int, g0_unset: bool
+    ) -> dict[str, list[torch.Tensor]]:
         """Sweep 1: the scaling rule (alpha_k stored in state["alpha"]) and the partial
         reductions the step-size rule needs, chunk by chunk."""
         rule_is = self.step_rule
@@ -327,9 +338,9 @@ class ParameterScaled(torch.optim.Optimizer):
         def add(key: str, value: torch.Tensor) -> None:
             part.setdefault(key, []).append(value.to(F64))
 
-        for group, ps, gs in batches:
+        for group, ps, gs, states in batches:
             if self.fused:
-                self._fused_rule(group, ps, gs, k, add)
+                self._fused_rule(group, ps, gs, states, k, add)
                 continue
             fast, chunks = self._chunks(group, ps, gs)
             for cp, cg in chunks:
@@ -361,7 +372,7 @@ class ParameterScaled(torch.optim.Optimizer):
                     st["alpha"] = a
         return part
 
-    def _fused_packs(self, ps: Tensors, gs: Tensors) -> list:
+    def _fused_packs(self, ps: Tensors, gs: Tensors, sts: list[dict]) -> list:
         """The group's tensors for the compiled kernels: grouped by (dtype, has z, step) and
         cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
         length) serve any model. A pack is a list of (state, views, g view); the views
@@ -370,8 +381,7 @@ class ParameterScaled(torch.optim.Optimizer):
         a parameter whose first gradient came late is packed apart (and, at its first step,
         has no alpha_{k-1} to enter rho)."""
         kinds: dict[tuple, list] = {}
-        for p, g in zip(ps, gs, strict=True):
-            st = self.state[p]
+        for p, g, st in zip(ps, gs, sts, strict=True):
             tensors = {key: v for key, v in st.items() if isinstance(v, torch.Tensor)}
             cached = self._views.get(p)
             if cached is None or cached[0] is not st or not _same_tensors(cached[1], tensors):
@@ -388,13 +398,13 @@ class ParameterScaled(torch.optim.Optimizer):
                     i += size
         return packs
 
-    def _fused_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+    def _fused_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 of the fused path: Triton on CUDA, compiled C++ kernels on the CPU. Either
         leaves in ``self._fused_step`` the function and tables of its sweep 2."""
         if FT.available(ps[0].device):
-            self._triton_rule(group, ps, gs, k, add)
+            self._triton_rule(group, ps, gs, sts, k, add)
         else:
-            self._inductor_rule(group, ps, gs, k, add)
+            self._inductor_rule(group, ps, gs, sts, k, add)
 
     def _add_partials(self, add, with_ratio: bool, ratio, amax, gsq, gradsq) -> None:
         """A fused sweep 1's partial reductions, as the step-size rule needs them; the ratio
@@ -407,7 +417,7 @@ class ParameterScaled(torch.optim.Optimizer):
         elif isinstance(self.step_rule, dadapt):
             add("amax", amax)
 
-    def _inductor_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+    def _inductor_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 as compiled kernels (``torch_impl.fused.rule_sweep``): reductions only
         (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
         lam in sweep 2) and ||g||^2 (the finite check)."""
@@ -415,7 +425,7 @@ class ParameterScaled(torch.optim.Optimizer):
         is_polyak = isinstance(self.step_rule, polyak)
         is_dadapt = isinstance(self.step_rule, dadapt)
         want_ratio = self._needs_rho() and k > 0
-        packs = self._fused_packs(ps, gs)
+        packs = self._fused_packs(ps, gs, sts)
         sdots = []
         counts = {n for (_, _, count), _ in packs for n in (count - 1, count)}
         corrections = {n: F.tensor_correction(rule, n) for n in counts}  # once per step count
@@ -458,69 +468,42 @@ class ParameterScaled(torch.optim.Optimizer):
             if is_dadapt:
                 s_parts.append(ssq)
 
-    def _triton_kinds(self, ps: Tensors, gs: Tensors) -> dict[tuple, list]:
-        """The group's tensors for the Triton kernels, by kind (device, state dtype, parameter
-        dtype, has z, step count): one launch each. An item is (state, entry, g); the entry
-        (``_triton_entry``) is cached while the parameter has the same state dict and its
-        tensors are where they were (a ``.data`` swap, e.g. ``module.half()``, moves a
-        tensor without replacing it; the per-tensor path, which replaces the rule state,
-        drops the entry). A gradient not laid out as its parameter is copied into that
-        layout."""
-        kinds: dict[tuple, list] = {}
-        state, entries = self.state, self._entries
-        for p, g in zip(ps, gs, strict=True):
-            st = state[p]
-            entry = entries.get(p)
-            if (
-                entry is None
-                or entry.state is not st
-                or list(map(_data_ptr, entry.tensors)) != entry.addresses
-            ):
-                entry = entries[p] = _triton_entry(p, st)
-            if g.stride() != entry.stride:
-                g = torch.empty_like(p, dtype=g.dtype).copy_(g)
-            kinds.setdefault((*entry.kind, st["scaling.0"]), []).append((st, entry, g))
-        return kinds
-
-    def _launch(self, items: list, device: torch.device) -> FT.Launch:
-        """The block and pointer tables of one launch, cached by addresses and sizes (a
-        training loop whose gradients come back at the same addresses builds them once)."""
-        grads = tuple(_data_ptr(g) for _, _, g in items)
-        key = (device, grads, tuple(e.row for _, e, _ in items))
-        if key not in self._launches:
-            if len(self._launches) >= 16:  # gradients at new addresses every step
-                self._launches.clear()
-            numels = [e.numel for _, e, _ in items]
-            blocks = FT.block_table(numels, device)
-            table = FT.pointer_table([list(grads), *map(list, zip(*key[2], strict=True))], device)
-            self._launches[key] = FT.Launch(*blocks, table, len(items), len(blocks[0]))
-        return self._launches[key]
-
-    def _triton_rule(self, group, ps: Tensors, gs: Tensors, k: int, add) -> None:
+    def _triton_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 as one Triton launch per kind of tensor (``torch_impl.fused_triton``):
-        reductions only, ||g||^2 among them (the finite check)."""
+        reductions only, ||g||^2 among them (the finite check). The group's plan
+        (``torch_impl.triton_plan``) is rebuilt only when its parameters or state moved."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_polyak = isinstance(self.step_rule, polyak)
         want_ratio = self._needs_rho() and k > 0
+        plan = self._plans.get(id(group))
+        if not TP.current(plan, ps, sts):
+            plan = self._plans[id(group)] = TP.build(ps, sts, _state_dtype)
+        gs = TP.laid_out(plan, gs)
         launches = []
-        for kind, items in self._triton_kinds(ps, gs).items():
-            device, dtype, _, _, count = kind  # TritonEntry.kind and the step count
-            launch = self._launch(items, device)
+        for kind in plan.kinds:
+            device, dtype = kind.key[:2]
+            count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
+            launch = TP.launch(kind, gs)
             table = FT.consts(rule, count, b1, k, beta, device)
             ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, table, dtype, is_polyak)
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
-            launches.append((kind, items, launch, table))
-        self._fused_step[id(group)] = (self._triton_move, launches)
+            launches.append((kind, launch, table))
+        # the gradients copied into their parameters' layout must live until sweep 2
+        self._fused_step[id(group)] = (self._triton_move, (plan, gs, launches))
 
-    def _triton_move(self, group, lam, k: int, dots, s_parts, launches) -> None:
+    def _triton_move(self, group, lam, k: int, dots, s_parts, sweep1) -> None:
         """Sweep 2 as one Triton launch per kind of tensor, with <g', s_{k-1}> and ||s_k||^2."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else lam
-        for (_, dtype, x_dtype, has_z, _), items, launch, table in launches:
-            for st, _, _ in items:
-                st.pop("alpha", None)  # left by the foreach path: the fused path derives it
-                st["scaling.0"] += 1
+        plan, _, launches = sweep1
+        for st in plan.stale_alpha:
+            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+        states = plan.states
+        for kind, launch, table in launches:
+            for i in kind.indices:
+                states[i]["scaling.0"] += 1
+            _, dtype, x_dtype, has_z, _ = kind.key
             dot, ssq = FT.move_sweep(
                 rule, launch, table, dtype, x_dtype, lam, rho, is_dadapt, b1 > 0, has_z, beta > 0
             )
@@ -546,9 +529,8 @@ class ParameterScaled(torch.optim.Optimizer):
                 "or step(loss=...)"
             )
         f = None if loss is None else _loss_tensor(loss, device)
-        for group, ps, _ in batches:
-            for p in ps:
-                self._init_param(p, group)  # zeros: a refused step leaves them as they were
+        # zeros: a refused step leaves them as they were
+        batches = [(gr, ps, gs, [self._init_param(p, gr) for p in ps]) for gr, ps, gs in batches]
         part = None
         if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
             part = self._sweep_rule(batches, self._global["k"], False)
@@ -557,7 +539,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self._update(batches, f, self._g0_unset, part)
         return loss
 
-    def _update(self, batches, f: torch.Tensor | None, g0_unset: bool, part) -> None:
+    def _update(self, batches: list[Batch], f: torch.Tensor | None, g0_unset: bool, part) -> None:
         glob = self._global
         k = glob["k"]
         if part is None:
@@ -612,12 +594,14 @@ class ParameterScaled(torch.optim.Optimizer):
             base = d / torch.where(norm > 0, norm, 1.0)
         return torch.where(g0 > 0, base, zero)
 
-    def _sweep_move(self, batches, base: torch.Tensor, rho: torch.Tensor, k: int) -> torch.Tensor:
+    def _sweep_move(
+        self, batches: list[Batch], base: torch.Tensor, rho: torch.Tensor, k: int
+    ) -> torch.Tensor:
         """Sweep 2: s = rho s + lam g' (D-Adaptation), then z -= lam mhat / alpha**2 and
         x = beta x + (1 - beta) z. Returns the partial ||s||^2 (dadapt) or 0."""
         is_dadapt = isinstance(self.step_rule, dadapt)
         s_parts, dots = [], []
-        for group, ps, gs in batches:
+        for group, ps, gs, _ in batches:
             lam = base * group["lr"]
             if self.fused:
                 move, sweep1 = self._fused_step.pop(id(group))
@@ -669,7 +653,7 @@ class ParameterScaled(torch.optim.Optimizer):
         for p, x in zip(ps, xs, strict=True):
             p.copy_(x)
 
-    def _dadapt_finish(self, batches, s_sq: torch.Tensor, dot: torch.Tensor) -> None:
+    def _dadapt_finish(self, batches: list[Batch], s_sq: torch.Tensor, dot: torch.Tensor) -> None:
         """N += lam <g', rho s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
         rule: dadapt = self.step_rule
         glob = self._global
@@ -678,7 +662,7 @@ class ParameterScaled(torch.optim.Optimizer):
         d, base = glob["d"], glob["lr"]
         factor = 2.0 if rule.dhat == "code" else 1.0
         dhat = factor * numerator / torch.where(s_norm > 0, s_norm, 1.0)
-        moved = (base * max(group["lr"] for group, _, _ in batches) > 0) & (s_norm > 0)
+        moved = (base * max(group["lr"] for group, *_ in batches) > 0) & (s_norm > 0)
         grown = torch.maximum(d, torch.minimum(dhat, d * rule.growth_rate))
         glob["d"] = torch.where(moved, grown, d)
         glob["dhat"] = torch.where(moved, dhat, glob["dhat"])
@@ -746,53 +730,6 @@ def _fused_views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
     for key, t in zip("smz", named, strict=True):
         views[key] = None if t is None else next(it)
     return views
-
-
-class TritonEntry(NamedTuple):
-    """A parameter as the Triton kernels see it: its state dict, the tensors they address
-    (present ones), those tensors' addresses, its pointer-table column (``FT.ROWS`` after
-    g, 0 where absent), size, layout and kind (device, state dtype, dtype, has z)."""
-
-    state: dict
-    tensors: tuple
-    addresses: list[int]
-    row: tuple[int, ...]
-    numel: int
-    stride: tuple[int, ...]
-    kind: tuple
-
-
-def _triton_entry(p: torch.Tensor, st: dict[str, Any]) -> TritonEntry:
-    """The kernels walk a tensor's memory linearly, so every tensor of the parameter must be
-    dense and laid out as the parameter (contiguous, channels-last, ...: optimizer state is
-    made with ``zeros_like``, which keeps the layout)."""
-    named = (p, st.get("scaling.1"), st.get("scaling.2"), st.get("s"), st.get("m"), st.get("z"))
-    present = tuple(t for t in named if t is not None)
-    for t in present:
-        if t.stride() != p.stride() or not _dense(t):
-            raise ValueError(
-                f"Invalid parameter: shape {tuple(p.shape)} with strides {p.stride()} with "
-                "fused=True on CUDA (expected a dense tensor, its state laid out alike; "
-                "fused=False takes any layout)"
-            )
-    row = tuple(0 if t is None else t.data_ptr() for t in named)
-    kind = (p.device, _state_dtype(p), p.dtype, named[-1] is not None)
-    return TritonEntry(st, present, [t.data_ptr() for t in present], row, p.numel(),
-                       p.stride(), kind)  # fmt: skip
-
-
-_data_ptr = torch.Tensor.data_ptr
-
-
-def _dense(t: torch.Tensor) -> bool:
-    """Its elements fill numel() consecutive slots in some order of the dimensions."""
-    expected = 1
-    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: d[1]):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
 
 
 def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
