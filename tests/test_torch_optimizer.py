@@ -303,6 +303,29 @@ def test_state_check_detects_a_change():
         _assert_same_state(opt.state_dict()["state"], before["state"])
 
 
+@pytest.mark.parametrize("path", [{"foreach": True}, {"foreach": False}, {"fused": True}])
+@pytest.mark.parametrize("key", ["momentum", "first_moment"])
+def test_switching_on_state_making_hyperparameters_later_is_refused(path, key):
+    """z (momentum) and m (first_moment) are made at a parameter's first step: turning either
+    on afterwards raises, naming it, with parameters and state unchanged (it used to be
+    ignored, or to fail mid-step)."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, dtype=torch.float64))
+    opt = T.PSDASGD([w], momentum=0.0, **path)
+    for _ in range(2):
+        w.grad = torch.randn_like(w)
+        opt.step()
+    opt.param_groups[0][key] = 0.9
+    before, state_before = w.detach().clone(), _state_copy(opt)
+    with pytest.raises(ValueError, match=rf"Invalid {key}: 0.9 in group 0, whose parameters"):
+        opt.step()
+    assert torch.equal(w.detach(), before)
+    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    opt.param_groups[0][key] = 0.0  # back as it was: the run goes on
+    opt.step()
+    assert not torch.equal(w.detach(), before)
+
+
 def test_sparse_gradient_is_refused():
     emb = torch.nn.Embedding(10, 3, sparse=True).double()
     opt = T.PSDASGD(emb.parameters())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -210,6 +211,18 @@ class ParameterScaled(torch.optim.Optimizer):
             if self.step_rule.reference == "g0/alpha_k":
                 st["g0"] = torch.zeros_like(x)
         return st
+
+    def _check_state_made(self, group: dict[str, Any], sts: list[dict]) -> None:
+        """``momentum`` and ``first_moment`` need state made at a parameter's first step
+        (the averaged iterate z, the first moment m): switching one on later is refused
+        before anything changes (it would otherwise be ignored, or fail mid-step)."""
+        for key, slot in (("momentum", "z"), ("first_moment", "m")):
+            if group[key] > 0 and not all(map(dict.__contains__, sts, repeat(slot))):
+                gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+                raise ValueError(
+                    f"Invalid {key}: {group[key]!r} in group {gi}, whose parameters took "
+                    f"steps with {key}=0 (expected 0: set {key} before the group's first step)"
+                )
 
     @staticmethod
     def _rule_state(rule: Any, st: dict[str, Any], template: Any) -> Any:
@@ -531,6 +544,8 @@ class ParameterScaled(torch.optim.Optimizer):
         f = None if loss is None else _loss_tensor(loss, device)
         # zeros: a refused step leaves them as they were
         batches = [(gr, ps, gs, [self._init_param(p, gr) for p in ps]) for gr, ps, gs in batches]
+        for group, _, _, sts in batches:
+            self._check_state_made(group, sts)
         part = None
         if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
             part = self._sweep_rule(batches, self._global["k"], False)
