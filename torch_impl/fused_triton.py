@@ -152,7 +152,9 @@ def move_sweep(
     average: bool,
 ):
     """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (zeros without s)."""
-    out = torch.zeros((launch.programs if dadapt else 1, 2), dtype=F64, device=table.device)
+    # D-Adaptation: every program writes its two partials; else none: zeros
+    shape = (launch.programs, 2) if dadapt else (1, 2)
+    out = (torch.empty if dadapt else torch.zeros)(shape, dtype=F64, device=table.device)
     with _on(table.device):
         _move_kernel[(launch.programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table,

@@ -283,18 +283,19 @@ class ParameterScaled(torch.optim.Optimizer):
             sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs, _ in batches]
             self._grad_sq = torch.cat(sq).sum()
         g0 = self._global["g0_norm"]
-        f = torch.zeros_like(g0) if loss is None else loss
-        stats = torch.stack([self._grad_sq, f, g0])
+        stats = torch.stack([g0, self._grad_sq] if loss is None else [g0, self._grad_sq, loss])
         rule = self.step_rule
         tests_f = isinstance(rule, polyak) and loss is not None
         if self.sharded:  # (any rank non-finite, any rank below f*): all refuse or skip together
-            below = f - rule.f_star < -rule.f_star_tol if tests_f else f.new_zeros((), dtype=bool)
-            bad = torch.stack([~torch.isfinite(stats[:2]).all(), below]).to(F64)
-            not_finite, is_below, g0_now = torch.cat([self._all_max(bad), stats[2:]]).tolist()
+            below = (
+                loss - rule.f_star < -rule.f_star_tol if tests_f else g0.new_zeros((), dtype=bool)
+            )
+            bad = torch.stack([~torch.isfinite(stats[1:]).all(), below]).to(F64)
+            not_finite, is_below, g0_now = torch.cat([self._all_max(bad), stats[:1]]).tolist()
         else:
-            grad_sq, f_now, g0_now = stats.tolist()
-            not_finite = not (math.isfinite(grad_sq) and math.isfinite(f_now))
-            is_below = tests_f and f_now - rule.f_star < -rule.f_star_tol
+            g0_now, *checked = stats.tolist()  # checked: ||g||^2 (and f)
+            not_finite = not all(map(math.isfinite, checked))
+            is_below = tests_f and checked[1] - rule.f_star < -rule.f_star_tol
         self._g0_unset = g0_now == 0
         k = self._global["k"]
         if not_finite:
@@ -603,7 +604,7 @@ class ParameterScaled(torch.optim.Optimizer):
             glob["g0_norm"] = self._all_sum(self._grad_sq).sqrt()
         d, g0 = glob["d"], glob["g0_norm"]
         if rule.reference == "max_alpha":
-            base = d * amax / torch.where(g0 > 0, g0, 1.0)  # ||g_0|| in the new space
+            base = d * amax / g0  # ||g_0|| in the new space (g0 = 0: not selected below)
         else:
             norm = total("g0s").sqrt()
             base = d / torch.where(norm > 0, norm, 1.0)
@@ -676,9 +677,13 @@ class ParameterScaled(torch.optim.Optimizer):
         s_norm = self._all_sum(s_sq).sqrt()
         d, base = glob["d"], glob["lr"]
         factor = 2.0 if rule.dhat == "code" else 1.0
-        dhat = factor * numerator / torch.where(s_norm > 0, s_norm, 1.0)
+        dhat = factor * numerator / s_norm  # ||s|| = 0: not moved, dhat not used
         moved = (base * max(group["lr"] for group, *_ in batches) > 0) & (s_norm > 0)
-        grown = torch.maximum(d, torch.minimum(dhat, d * rule.growth_rate))
+        if rule.growth_rate < math.inf:
+            dhat_capped = torch.minimum(dhat, d * rule.growth_rate)
+        else:  # min(dhat, d * inf) = dhat (d > 0): two ops fewer on the default path
+            dhat_capped = dhat
+        grown = torch.maximum(d, dhat_capped)
         glob["d"] = torch.where(moved, grown, d)
         glob["dhat"] = torch.where(moved, dhat, glob["dhat"])
         glob["numerator"] = numerator
