@@ -6,7 +6,6 @@ under ``TRITON_INTERPRET=1`` (``test_torch_fused.test_triton_kernels_under_the_i
 where the same kernels run on CPU tensors in Triton's interpreter. Without either, skipped.
 """
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,9 +16,12 @@ from tests.oracle import max_rel_dev
 from tests.test_torch_fused import (
     ELEMENTWISE,
     MAKERS,
+    STALE_PLANS,
     assert_late_parameter_agrees,
     assert_nonfinite_step_refused,
+    assert_plan_follows_moves,
     assert_resume_bit_identical,
+    assert_stale_plan_caught,
     cases,
 )
 from tests.test_torch_optimizer import batches, digits_mlp, flat, train
@@ -152,58 +154,14 @@ def test_triton_layouts():
         opt.step()
 
 
-MOVES = ("data", "state", "dict")
-
-
-def _run_with_moves(fused: bool, moves=MOVES) -> torch.Tensor:
-    torch.manual_seed(0)
-    w = torch.nn.Parameter(torch.randn(5, 4, dtype=torch.float64, device=DEVICE))
-    b = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64, device=DEVICE))
-    opt = T.PSDASGD([w, b], momentum=0.9, fused=fused, foreach=not fused)
-    kept = []  # old storage kept alive: a stale plan (planted below) writes to live memory
-    for i in range(9):
-        if i == 3 and "data" in moves:
-            kept.append(w.data)
-            w.data = w.data.clone()  # a .data swap (module.half() does one): a new address
-        if i == 5 and "state" in moves:
-            opt.state[w]["z"] = w.detach().clone()  # a state tensor replaced (z = x)
-        if i == 7 and "dict" in moves:
-            opt.state[b] = dict(opt.state[b])  # a new state dict holding the same tensors
-        w.grad = torch.randn_like(w)
-        b.grad = torch.randn_like(b)
-        opt.step()
-    counts = [opt.state[p]["scaling.0"] for p in (w, b)]  # the state as the user sees it
-    return np.concatenate([flat(torch.nn.ParameterList([w, b])), counts])
-
-
 def test_triton_plan_follows_moved_tensors_and_replaced_state():
-    """The group's plan (torch_impl.triton_plan) is rebuilt when a tensor it addresses
-    moves or a state dict is replaced: the run equals the foreach path doing the same."""
-    assert max_rel_dev(_run_with_moves(True), _run_with_moves(False)) <= 1e-12
+    """As test_torch_fused's: a moved tensor or a replaced state dict rebuilds the plan."""
+    assert_plan_follows_moves(DEVICE)
 
 
-@pytest.mark.parametrize(
-    "move, blind", [("data", "addresses"), ("state", "held"), ("dict", "states")]
-)
+@pytest.mark.parametrize("move, blind", STALE_PLANS)
 def test_a_stale_plan_is_caught(monkeypatch, move, blind):
-    """The check above fails when the plan check ignores the tensors' addresses, the state
-    tensors or the state dicts (planted errors)."""
-    from torch_impl import triton_plan as TP
-
-    check = TP.current
-
-    def blind_check(plan, ps, sts):
-        if plan is None:
-            return False
-        if blind == "addresses":
-            plan = plan._replace(addresses=[t.data_ptr() for t in plan.tensors])
-        if blind == "held":
-            plan = plan._replace(held=[o[k] for o, k in zip(plan.owners, plan.slots, strict=True)])
-        return check(plan, ps, plan.states if blind == "states" else sts)
-
-    monkeypatch.setattr(TP, "current", blind_check)
-    moved = [_run_with_moves(fused, (move,)) for fused in (True, False)]
-    assert not max_rel_dev(*moved) <= 1e-12
+    assert_stale_plan_caught(monkeypatch, DEVICE, move, blind)
 
 
 def test_rule_codes_cover_the_fused_rules():

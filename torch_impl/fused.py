@@ -4,7 +4,7 @@ per tensor (on CUDA: ``torch_impl.fused_triton``).
 The foreach path runs a sweep as ~10 separate element-wise ops, each a pass over memory
 with its own temporary. Here ``torch.compile`` (inductor: vectorised C++ with OpenMP on the
 CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on packs of 8,
-4, 2 or 1 tensors (``ParameterScaled._fused_packs``), so a step is a dozen or two kernel
+4, 2 or 1 tensors (``packs``, kept in the group's ``torch_impl.plan``), so a step is a dozen or two kernel
 calls whatever the model:
 
 - ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
@@ -40,6 +40,7 @@ from torch_impl.foreach_rules import FOREACH, Correction, correction
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]
+PACKS = (8, 4, 2, 1)  # tensors per compiled-kernel call: at most 4 compiles per kernel
 
 
 def _states(rule_tensors: list[tuple]) -> list[dict]:
@@ -126,6 +127,49 @@ def move_sweep(
             zs[i].add_(step)
             x.copy_(torch.lerp(x.to(zs[i].dtype), zs[i], 1 - beta))  # x = beta x + (1-beta) z
     return ssq
+
+
+def packs(params: Tensors, states: list[dict], state_dtype) -> list:
+    """A group's tensors for the kernels: grouped by kind (state dtype, has z, step count)
+    and cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
+    length) serve any model. A pack is a list of (index in the group, views). A pack's
+    tensors share their step count (``scaling.0``), hence their bias correction: a
+    parameter whose first gradient came late is packed apart (and, at its first step, has
+    no alpha_{k-1} to enter rho). The count in the kind is the one at packing time: the
+    tensors step together while the packs are kept, so a caller reads the current one from
+    a state."""
+    kinds: dict[tuple, list] = {}
+    for i, (p, st) in enumerate(zip(params, states, strict=True)):
+        views = _views(p, st)
+        kind = (state_dtype(p), views["z"] is not None, st["scaling.0"])
+        kinds.setdefault(kind, []).append((i, views))
+    out = []
+    for kind, items in kinds.items():
+        i = 0
+        for size in PACKS:
+            while len(items) - i >= size:
+                out.append((kind, items[i : i + size]))
+                i += size
+    return out
+
+
+def _views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
+    """x (the parameter), the rule state tensors and s, m, z (None where absent): 1-D views
+    when every one of them is contiguous (one compiled kernel then serves every rank)."""
+    n = 1
+    while f"scaling.{n}" in st:
+        n += 1
+    rule = [st[f"scaling.{i}"] for i in range(1, n)]
+    named = [st.get(key) for key in ("s", "m", "z")]
+    present = [t for t in (p.detach(), *rule, *named) if t is not None]
+    if all(t.is_contiguous() for t in present):
+        present = [t.view(-1) for t in present]
+    it = iter(present)
+    views: dict[str, Any] = {"x": next(it)}
+    views["rule"] = tuple(None if t is None else next(it) for t in rule)
+    for key, t in zip("smz", named, strict=True):
+        views[key] = None if t is None else next(it)
+    return views
 
 
 def tensor_correction(rule: Any, k: int) -> Correction:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import torch
 
 from theory import scaling as S
+from torch_impl.plan import STATE_KEYS
 
 try:
     import triton
@@ -42,6 +43,9 @@ except ImportError:  # the CPU-only install: fused=True then runs on the CPU alo
     triton = None
 
 F64 = torch.float64
+MAX_TABLES = 16  # pointer tables kept per kind: gradients at new addresses every step
+_data_ptr = torch.Tensor.data_ptr
+_stride = torch.Tensor.stride
 BLOCK = 2048  # elements per program
 WARPS = 8
 ROWS = ("g", "x", "v", "w", "s", "m", "z")  # the pointer table's rows (w: AMSGrad's max)
@@ -93,6 +97,94 @@ def block_table(numels: list[int], device: torch.device) -> tuple[torch.Tensor, 
 
 def pointer_table(rows: list[list[int]], device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64).reshape(-1).to(device)
+
+
+class Kind(NamedTuple):
+    """Tensors of one launch: same device, state dtype, parameter dtype, master copy and step
+    count (``key``). ``indices`` are their positions in the group, ``blocks`` the block
+    table (fixed by the sizes), ``rows`` the pointer-table rows after g (``ROWS``; 0:
+    absent) and ``tables`` the pointer tables by gradient addresses."""
+
+    key: tuple
+    indices: list[int]
+    blocks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    rows: list[list[int]]
+    tables: dict[tuple[int, ...], torch.Tensor]
+
+
+class Layout(NamedTuple):
+    """A group's tensors as the kernels walk them: the ``kinds`` (a launch each) and the
+    parameters' ``strides`` (a gradient must be laid out alike)."""
+
+    kinds: list[Kind]
+    strides: list[tuple[int, ...]]
+
+
+def layout(params: list[torch.Tensor], states: list[dict], state_dtype) -> Layout:
+    """The kinds of ``params`` (with their optimizer ``states``; ``state_dtype(p)`` the dtype
+    their state is kept in). The kernels walk a tensor's memory linearly, so every tensor of
+    a parameter must be dense and laid out as the parameter (contiguous, channels-last, ...:
+    optimizer state is made with ``zeros_like``, which keeps the layout)."""
+    columns, by_kind = [], {}
+    for i, (p, st) in enumerate(zip(params, states, strict=True)):
+        named = (p, *map(st.get, STATE_KEYS))  # ROWS after g
+        for t in named:
+            if t is not None and (t.stride() != p.stride() or not _dense(t)):
+                raise ValueError(
+                    f"Invalid parameter: shape {tuple(p.shape)} with strides {p.stride()} "
+                    "with fused=True on CUDA (expected a dense tensor, its state laid out "
+                    "alike; fused=False takes any layout)"
+                )
+        columns.append([0 if t is None else t.data_ptr() for t in named])
+        kind = (p.device, state_dtype(p), p.dtype, named[-1] is not None, st["scaling.0"])
+        by_kind.setdefault(kind, []).append(i)
+    kinds = [
+        Kind(
+            key,
+            indices,
+            block_table([params[i].numel() for i in indices], key[0]),
+            [list(row) for row in zip(*(columns[i] for i in indices), strict=True)],
+            {},
+        )
+        for key, indices in by_kind.items()
+    ]
+    return Layout(kinds, [p.stride() for p in params])
+
+
+def laid_out(layout: Layout, params: list[torch.Tensor], grads: list[torch.Tensor]) -> list:
+    """The gradients, each copied into its parameter's layout where it is not laid out so."""
+    if list(map(_stride, grads)) == layout.strides:
+        return grads
+    return [
+        g if g.stride() == p.stride() else torch.empty_like(p, dtype=g.dtype).copy_(g)
+        for p, g in zip(params, grads, strict=True)
+    ]
+
+
+def launch(kind: Kind, grads: list[torch.Tensor]) -> Launch:
+    """The tables of ``kind``'s launch with these gradients (``grads``: the whole group's,
+    in order); the pointer table is cached by the gradients' addresses (a training loop
+    whose gradients come back at the same addresses builds it once)."""
+    mine = [grads[i] for i in kind.indices] if len(kind.indices) < len(grads) else grads
+    addresses = tuple(map(_data_ptr, mine))
+    table = kind.tables.get(addresses)
+    if table is None:
+        if len(kind.tables) >= MAX_TABLES:
+            kind.tables.clear()
+        table = kind.tables[addresses] = pointer_table([list(addresses), *kind.rows],
+                                                       kind.key[0])  # fmt: skip
+    return Launch(*kind.blocks, table, len(mine), len(kind.blocks[0]))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Its elements fill numel() consecutive slots in some order of the dimensions."""
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: d[1]):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def consts(rule: Any, count: int, b1: float, k: int, beta: float, device) -> torch.Tensor:

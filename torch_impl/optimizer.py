@@ -41,14 +41,13 @@ from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
 from torch_impl import fused as F
 from torch_impl import fused_triton as FT
-from torch_impl import triton_plan as TP
+from torch_impl import plan as P
 from torch_impl.foreach_rules import FOREACH, correction, update
 
 Tensors = list[torch.Tensor]
 Batch = tuple[dict[str, Any], Tensors, Tensors, list[dict[str, Any]]]  # group, ps, gs, states
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 STRIDED = torch.strided  # dense layout
-FUSED_PACKS = (8, 4, 2, 1)  # tensors per compiled-kernel call: at most 4 compiles per kernel
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
 
@@ -140,8 +139,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self.step_rule = step
         self.foreach = foreach
         self.fused = fused
-        self._views: dict[torch.Tensor, tuple] = {}  # fused path: per-parameter views
-        self._plans: dict[int, TP.TritonPlan] = {}  # fused on CUDA: per group
+        self._plans: dict[int, P.Plan] = {}  # fused path: per group
         self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
         self.sharded = sharded
@@ -319,8 +317,7 @@ class ParameterScaled(torch.optim.Optimizer):
             x = p.detach().to(g.dtype)
             template = rule.init(x[:0]) if "scaling" not in st else None
             alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
-            self._store_rule_state(st, new_state)  # new tensors: fused caches are stale
-            self._views.pop(p, None)
+            self._store_rule_state(st, new_state)
             alphas.append(alpha)
         return alphas
 
@@ -386,31 +383,13 @@ class ParameterScaled(torch.optim.Optimizer):
                     st["alpha"] = a
         return part
 
-    def _fused_packs(self, ps: Tensors, gs: Tensors, sts: list[dict]) -> list:
-        """The group's tensors for the compiled kernels: grouped by (dtype, has z, step) and
-        cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
-        length) serve any model. A pack is a list of (state, views, g view); the views
-        (``_fused_views``) are cached per parameter while its state holds the same tensors. A
-        pack's tensors share their step count (``scaling.0``), hence their bias correction:
-        a parameter whose first gradient came late is packed apart (and, at its first step,
-        has no alpha_{k-1} to enter rho)."""
-        kinds: dict[tuple, list] = {}
-        for p, g, st in zip(ps, gs, sts, strict=True):
-            tensors = {key: v for key, v in st.items() if isinstance(v, torch.Tensor)}
-            cached = self._views.get(p)
-            if cached is None or cached[0] is not st or not _same_tensors(cached[1], tensors):
-                cached = self._views[p] = (st, tensors, _fused_views(p, st))
-            views = cached[2]
-            item = (st, views, g.reshape(views["x"].shape))  # a view unless g is strided
-            kinds.setdefault((g.dtype, views["z"] is not None, st["scaling.0"]), []).append(item)
-        packs = []
-        for kind, items in kinds.items():
-            i = 0
-            for size in FUSED_PACKS:
-                while len(items) - i >= size:
-                    packs.append((kind, items[i : i + size]))
-                    i += size
-        return packs
+    def _plan(self, group, ps: Tensors, sts: list[dict], kinds: Callable) -> P.Plan:
+        """The group's plan (``torch_impl.plan``), rebuilt with ``kinds(ps, sts,
+        _state_dtype)`` (the path's layout) only when its parameters or state moved."""
+        plan = self._plans.get(id(group))
+        if not P.current(plan, ps, sts):
+            plan = self._plans[id(group)] = P.build(ps, sts, kinds(ps, sts, _state_dtype))
+        return plan
 
     def _fused_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 of the fused path: Triton on CUDA, compiled C++ kernels on the CPU. Either
@@ -439,7 +418,13 @@ class ParameterScaled(torch.optim.Optimizer):
         is_polyak = isinstance(self.step_rule, polyak)
         is_dadapt = isinstance(self.step_rule, dadapt)
         want_ratio = self._needs_rho() and k > 0
-        packs = self._fused_packs(ps, gs, sts)
+        plan = self._plan(group, ps, sts, F.packs)
+        packs = []
+        for (dtype, has_z, _), pack in plan.kinds:
+            # (state, views, g as a view like x's, unless g is strided), at the step count the
+            # pack's tensors share now (the plan's is the count when it was built)
+            items = [(plan.states[i], v, gs[i].reshape(v["x"].shape)) for i, v in pack]
+            packs.append(((dtype, has_z, items[0][0]["scaling.0"]), items))
         sdots = []
         counts = {n for (_, _, count), _ in packs for n in (count - 1, count)}
         corrections = {n: F.tensor_correction(rule, n) for n in counts}  # once per step count
@@ -453,7 +438,7 @@ class ParameterScaled(torch.optim.Optimizer):
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
             if is_dadapt:
                 sdots.append(sdot)
-        self._fused_step[id(group)] = (self._inductor_move, (packs, sdots, corrections))
+        self._fused_step[id(group)] = (self._inductor_move, (plan, packs, sdots, corrections))
 
     def _inductor_move(self, group, lam, k: int, dots, s_parts, sweep1) -> None:
         """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
@@ -461,13 +446,14 @@ class ParameterScaled(torch.optim.Optimizer):
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else lam * 0 + 1
         bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
-        packs, sdots, corrections = sweep1
+        plan, packs, sdots, corrections = sweep1
         if sdots:
-            dots.append(lam * torch.stack(sdots).sum())  # lam <g', s_{k-1}>
+            dots.append(lam * _total(sdots))  # lam <g', s_{k-1}>
+        for st in plan.stale_alpha:
+            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
         for (dtype, has_z, count), pack in packs:
             c = corrections[count]  # sweep 1's
             for st, _, _ in pack:
-                st.pop("alpha", None)  # left by the foreach path: the fused path derives it
                 st["scaling.0"] += 1
             views = {key: [v[key] for _, v, _ in pack] for key in ("x", "rule", "s", "m", "z")}
             present = {key: None if views[key][0] is None else views[key] for key in "smz"}
@@ -485,19 +471,17 @@ class ParameterScaled(torch.optim.Optimizer):
     def _triton_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 as one Triton launch per kind of tensor (``torch_impl.fused_triton``):
         reductions only, ||g||^2 among them (the finite check). The group's plan
-        (``torch_impl.triton_plan``) is rebuilt only when its parameters or state moved."""
+        (``torch_impl.plan``) is rebuilt only when its parameters or state moved."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_polyak = isinstance(self.step_rule, polyak)
         want_ratio = self._needs_rho() and k > 0
-        plan = self._plans.get(id(group))
-        if not TP.current(plan, ps, sts):
-            plan = self._plans[id(group)] = TP.build(ps, sts, _state_dtype)
-        gs = TP.laid_out(plan, gs)
+        plan = self._plan(group, ps, sts, FT.layout)
+        gs = FT.laid_out(plan.kinds, ps, gs)
         launches = []
-        for kind in plan.kinds:
+        for kind in plan.kinds.kinds:
             device, dtype = kind.key[:2]
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
-            launch = TP.launch(kind, gs)
+            launch = FT.launch(kind, gs)
             table = FT.consts(rule, count, b1, k, beta, device)
             ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, table, dtype, is_polyak)
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
@@ -735,23 +719,6 @@ def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
     return torch.tensor(float(loss), dtype=F64, device=device)
 
 
-def _fused_views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
-    """x (the parameter), the rule state tensors and s, m, z (None where absent): 1-D views
-    when every one of them is contiguous (one compiled kernel then serves every rank)."""
-    n = 1
-    while f"scaling.{n}" in st:
-        n += 1
-    rule = [st[f"scaling.{i}"] for i in range(1, n)]
-    named = [st.get(key) for key in ("s", "m", "z")]
-    present = [t for t in (p.detach(), *rule, *named) if t is not None]
-    it = iter(_flat_views(present))
-    views: dict[str, Any] = {"x": next(it)}
-    views["rule"] = tuple(None if t is None else next(it) for t in rule)
-    for key, t in zip("smz", named, strict=True):
-        views[key] = None if t is None else next(it)
-    return views
-
-
 def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
     """alpha at each tensor's last step, from its rule state, for tensors whose last steps
     ran on the fused path (which keeps no alpha); a fresh tensor (no update yet) is left
@@ -765,18 +732,6 @@ def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
         sts, FOREACH[type(rule)].alpha(rule, c, sts, [gs[i] for i in todo]), strict=True
     ):
         st["alpha"] = a
-
-
-def _same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(a[key] is b[key] for key in a)
-
-
-def _flat_views(ts: Tensors) -> Tensors:
-    """1-D views of same-shaped tensors when all are contiguous (one compiled kernel then
-    serves every rank), else the tensors themselves."""
-    if all(t.is_contiguous() for t in ts):
-        return [t.view(-1) for t in ts]
-    return ts
 
 
 def _dot(a: Tensors, b: Tensors) -> torch.Tensor:
