@@ -4,8 +4,8 @@ per tensor (on CUDA: ``torch_impl.fused_triton``).
 The foreach path runs a sweep as ~10 separate element-wise ops, each a pass over memory
 with its own temporary. Here ``torch.compile`` (inductor: vectorised C++ with OpenMP on the
 CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on packs of 8,
-4, 2 or 1 tensors (``packs``, kept in the group's ``torch_impl.plan``), so a step is a dozen or two kernel
-calls whatever the model:
+4, 2 or 1 tensors (``packs``, kept in the group's ``torch_impl.plan``), so a step is a
+dozen or two kernel calls whatever the model:
 
 - ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
   ``max(alpha_k / alpha_{k-1})``, ``max(alpha_k)``, ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>``
