@@ -383,12 +383,12 @@ class ParameterScaled(torch.optim.Optimizer):
                     st["alpha"] = a
         return part
 
-    def _plan(self, group, ps: Tensors, sts: list[dict], kinds: Callable) -> P.Plan:
-        """The group's plan (``torch_impl.plan``), rebuilt with ``kinds(ps, sts,
-        _state_dtype)`` (the path's layout) only when its parameters or state moved."""
+    def _plan(self, group, ps: Tensors, sts: list[dict], layout: Callable) -> P.Plan:
+        """The group's plan (``torch_impl.plan``), rebuilt with the path's ``layout(ps, sts,
+        _state_dtype)`` only when its parameters or state moved."""
         plan = self._plans.get(id(group))
         if not P.current(plan, ps, sts):
-            plan = self._plans[id(group)] = P.build(ps, sts, kinds(ps, sts, _state_dtype))
+            plan = self._plans[id(group)] = P.build(ps, sts, layout(ps, sts, _state_dtype))
         return plan
 
     def _fused_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
@@ -420,7 +420,7 @@ class ParameterScaled(torch.optim.Optimizer):
         want_ratio = self._needs_rho() and k > 0
         plan = self._plan(group, ps, sts, F.packs)
         packs = []
-        for (dtype, has_z, _), pack in plan.kinds:
+        for (dtype, has_z, _), pack in plan.layout:
             # (state, views, g as a view like x's, unless g is strided), at the step count the
             # pack's tensors share now (the plan's is the count when it was built)
             items = [(plan.states[i], v, gs[i].reshape(v["x"].shape)) for i, v in pack]
@@ -476,9 +476,9 @@ class ParameterScaled(torch.optim.Optimizer):
         is_polyak = isinstance(self.step_rule, polyak)
         want_ratio = self._needs_rho() and k > 0
         plan = self._plan(group, ps, sts, FT.layout)
-        gs = FT.laid_out(plan.kinds, ps, gs)
+        gs = FT.laid_out(plan.layout, ps, gs)
         launches = []
-        for kind in plan.kinds.kinds:
+        for kind in plan.layout.kinds:
             device, dtype = kind.key[:2]
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
             launch = FT.launch(kind, gs)

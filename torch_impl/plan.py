@@ -3,7 +3,7 @@
 The fused step is host-bound for small and medium models (on a GPU the two sweeps of a
 10M-parameter step take ~0.2 ms), so the per-parameter Python work of a step matters. A
 plan holds what the kernels need from a group: its stepped parameters, their state dicts,
-the state tensors the kernels address, and a path's own layout of them (``kinds``: Triton
+the state tensors the kernels address, and a path's own ``layout`` of them (Triton
 launch tables on CUDA, packs of views for the compiled CPU kernels). It is rebuilt when any
 of these changes (a parameter's first gradient, ``load_state_dict``, a state tensor or
 dict replaced, a ``.data`` swap such as ``module.half()`` or ``p.data = loaded``); checking
@@ -27,7 +27,7 @@ class Plan(NamedTuple):
     """``params`` and their ``states`` in the group's order; the state tensors the kernels
     address (``held``), each ``owners[i][slots[i]]``; every tensor whose memory they touch
     (``tensors``: the parameters, then ``held``) with its ``addresses``; the path's
-    ``kinds``; and the state dicts holding an ``alpha`` left by the foreach path (the fused
+    ``layout``; and the state dicts holding an ``alpha`` left by the foreach path (the fused
     path derives alpha; dropped at the plan's first step)."""
 
     params: list[torch.Tensor]
@@ -37,12 +37,12 @@ class Plan(NamedTuple):
     held: list[torch.Tensor]
     tensors: list[torch.Tensor]
     addresses: list[int]
-    kinds: Any
+    layout: Any
     stale_alpha: list[dict[str, Any]]
 
 
-def build(params: list[torch.Tensor], states: list[dict[str, Any]], kinds: Any) -> Plan:
-    """The plan of ``params`` with their optimizer ``states`` and the path's ``kinds``."""
+def build(params: list[torch.Tensor], states: list[dict[str, Any]], layout: Any) -> Plan:
+    """The plan of ``params`` with their optimizer ``states`` and the path's ``layout``."""
     owners, slots, held = [], [], []
     for st in states:
         for key in STATE_KEYS:
@@ -60,7 +60,7 @@ def build(params: list[torch.Tensor], states: list[dict[str, Any]], kinds: Any) 
         held,
         tensors,
         list(map(_data_ptr, tensors)),
-        kinds,
+        layout,
         [st for st in states if "alpha" in st],
     )
 
