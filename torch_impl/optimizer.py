@@ -321,19 +321,20 @@ class ParameterScaled(torch.optim.Optimizer):
             alphas.append(alpha)
         return alphas
 
-    def _chunks(self, group: dict[str, Any], ps: Tensors, gs: Tensors):
-        """(fast, chunks). The fast path runs the foreach kernels on the whole list on CUDA
-        (one launch per op) and on one tensor at a time on the CPU, where list-at-a-time
-        temporaries cost a page fault per fresh page (measured: 4x slower at 10M params)."""
+    def _chunks(self, group: dict[str, Any], ps: Tensors, gs: Tensors, sts: list[dict]):
+        """(fast, chunks of (params, grads, states)). The fast path runs the foreach kernels
+        on the whole list on CUDA (one launch per op) and on one tensor at a time on the CPU,
+        where list-at-a-time temporaries cost a page fault per fresh page (measured: 4x
+        slower at 10M params)."""
         fast = self.foreach is not False and type(group["scaling"]) in FOREACH
         if fast and ps[0].is_cuda:
-            return fast, [(ps, gs)]
+            return fast, [(ps, gs, sts)]
         budget = CPU_CHUNK if fast else 1  # elements per chunk; generic path: per tensor
         chunks, start, size = [], 0, 0
         for i, p in enumerate(ps):
             size += p.numel()
             if size >= budget or i == len(ps) - 1:
-                chunks.append((ps[start : i + 1], gs[start : i + 1]))
+                chunks.append((ps[start : i + 1], gs[start : i + 1], sts[start : i + 1]))
                 start, size = i + 1, 0
         return fast, chunks
 
@@ -353,9 +354,8 @@ class ParameterScaled(torch.optim.Optimizer):
             if self.fused:
                 self._fused_rule(group, ps, gs, states, k, add)
                 continue
-            fast, chunks = self._chunks(group, ps, gs)
-            for cp, cg in chunks:
-                sts = [self.state[p] for p in cp]
+            fast, chunks = self._chunks(group, ps, gs, states)
+            for cp, cg, sts in chunks:
                 if rho_needed:
                     _derive_alpha(group["scaling"], sts, cg)
                 if fast:
@@ -601,15 +601,14 @@ class ParameterScaled(torch.optim.Optimizer):
         x = beta x + (1 - beta) z. Returns the partial ||s||^2 (dadapt) or 0."""
         is_dadapt = isinstance(self.step_rule, dadapt)
         s_parts, dots = [], []
-        for group, ps, gs, _ in batches:
+        for group, ps, gs, states in batches:
             lam = base * group["lr"]
             if self.fused:
                 move, sweep1 = self._fused_step.pop(id(group))
                 move(group, lam, k, dots, s_parts, sweep1)
                 continue
-            _, chunks = self._chunks(group, ps, gs)
-            for cp, cg in chunks:
-                sts = [self.state[p] for p in cp]
+            _, chunks = self._chunks(group, ps, gs, states)
+            for cp, cg, sts in chunks:
                 alphas = [st["alpha"] for st in sts]
                 u = torch._foreach_div(cg, alphas)  # g' = g / alpha
                 if is_dadapt:
