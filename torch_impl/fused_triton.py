@@ -101,9 +101,11 @@ def pointer_table(rows: list[list[int]], device: torch.device) -> torch.Tensor:
 
 class Kind(NamedTuple):
     """Tensors of one launch: same device, state dtype, parameter dtype, master copy and step
-    count (``key``). ``indices`` are their positions in the group, ``blocks`` the block
-    table (fixed by the sizes), ``rows`` the pointer-table rows after g (``ROWS``; 0:
-    absent) and ``tables`` the pointer tables by gradient addresses."""
+    count (``key``; the count when the layout was built: the kind's tensors step together
+    while it is kept, so a caller reads the current one from a state). ``indices`` are
+    their positions in the group, ``blocks`` the block table (fixed by the sizes), ``rows``
+    the pointer-table rows after g (``ROWS``; 0: absent) and ``tables`` the pointer tables
+    by gradient addresses."""
 
     key: tuple
     indices: list[int]
