@@ -120,7 +120,8 @@ def test_resume_is_bit_identical(make, dtype):
     if dtype == torch.bfloat16:  # master copies and moments stay float32 across the reload
         st = opt3.state[next(model3.parameters())]
         assert st["z"].dtype == torch.float32 and st["scaling.1"].dtype == torch.float32
-    assert opt3.state["global"]["d" if "d" in opt3.state["global"] else "lr"].dtype == torch.float64
+    saved = opt3.state_dict()["state"]["global"]  # the last step finished, float64 floats
+    assert all(type(v) is float for k, v in saved.items() if k != "k")
 
 
 @pytest.mark.parametrize("scaling", ["identity", "adagrad", "rmsprop", "adam", "amsgrad"])
@@ -199,7 +200,7 @@ def test_bfloat16_tracks_float32(device):
         if dtype == torch.bfloat16:
             st = opt.state[next(model.parameters())]
             assert {st[k].dtype for k in ("z", "s", "scaling.1")} == {torch.float32}
-            assert opt.state["global"]["d"].dtype == torch.float64
+            assert type(opt.state["global"]["d"]) is float  # float64, on the host
     assert max_rel_dev(out[torch.bfloat16], out[torch.float32]) <= 0.05
 
 

@@ -19,8 +19,9 @@ PS-DA-SGD with Adam scaling and momentum thus moves 11 parameter-sized streams a
 
 The element math is the foreach path's (``foreach_rules``, SPEC Table 1), operation for
 operation in the state's dtype with correctly rounded division and square root; partial
-sums are float64. Scalars (beta2, eps, bias corrections) travel in a float64 table; lam and
-rho stay on the device (no host sync between the sweeps). With ``TRITON_INTERPRET=1`` the
+sums are float64. Scalars (beta2, eps, bias corrections, lam, rho) are float64 kernel
+arguments: the step size is computed on the host from the step's one sync, between the two
+launches, so no table is copied to the device. With ``TRITON_INTERPRET=1`` the
 kernels run on CPU tensors in Triton's interpreter: that is how CI, which has no GPU, tests
 them (tests/test_torch_fused_triton.py).
 """
@@ -49,9 +50,6 @@ _stride = torch.Tensor.stride
 BLOCK = 2048  # elements per program
 WARPS = 8
 ROWS = ("g", "x", "v", "w", "s", "m", "z")  # the pointer table's rows (w: AMSGrad's max)
-# the float64 scalar table, by index: beta2, 1 - beta2, eps, sqrt(bc2) of step k-1, bc2 and
-# sqrt(bc2) of step k, lerp weights 1 - b1 (first moment) and 1 - beta (averaging), 1 - b1^(k+1)
-CONSTS = ("beta2", "omb2", "eps", "root_prev", "bc2", "root", "b1w", "betaw", "bc1")
 
 
 def interpreting() -> bool:
@@ -189,16 +187,30 @@ def _dense(t: torch.Tensor) -> bool:
     return True
 
 
-def consts(rule: Any, count: int, b1: float, k: int, beta: float, device) -> torch.Tensor:
-    """The float64 scalar table ``CONSTS`` for tensors at step ``count`` (global step k)."""
+class Consts(NamedTuple):
+    """Sweep scalars for tensors at step ``count`` (global step k), float64 kernel
+    arguments: beta2, 1 - beta2, eps, sqrt(bc2) of step count-1, bc2 and sqrt(bc2) of step
+    count, lerp weights 1 - b1 (first moment) and 1 - beta (averaging), 1 - b1^(k+1)."""
+
+    beta2: float
+    omb2: float
+    eps: float
+    root_prev: float
+    bc2: float
+    root: float
+    b1w: float
+    betaw: float
+    bc1: float
+
+
+def consts(rule: Any, count: int, b1: float, k: int, beta: float) -> Consts:
+    """The sweep scalars (``Consts``) of ``rule`` for tensors at step ``count``."""
     beta2 = getattr(rule, "beta2", 0.0)
     bc2_prev = 1 - beta2**count if beta2 else 1.0
     bc2 = 1 - beta2 ** (count + 1) if beta2 else 1.0
     root_prev = bc2_prev**0.5 if count > 0 else 1.0  # unused at a tensor's first step
-    values = [beta2, 1 - beta2, getattr(rule, "eps", 0.0), root_prev, bc2, bc2**0.5,
-              1 - b1, 1 - beta, 1 - b1 ** (k + 1)]  # fmt: skip
-    pinned = device.type == "cuda"  # then the copy does not wait for the GPU's queue
-    return torch.tensor(values, dtype=F64, pin_memory=pinned).to(device, non_blocking=pinned)
+    return Consts(beta2, 1 - beta2, getattr(rule, "eps", 0.0), root_prev, bc2, bc2**0.5,
+                  1 - b1, 1 - beta, 1 - b1 ** (k + 1))  # fmt: skip
 
 
 _TL_DTYPES = {}
@@ -219,45 +231,44 @@ def _on(device: torch.device):
     return torch.cuda.device(device)
 
 
-def rule_sweep(rule: Any, launch: Launch, table: torch.Tensor, dtype, polyak: bool):
+def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool):
     """Sweep 1: float64 0-dim (max ratio, max alpha, ||g'||^2, ||g||^2)."""
-    out = torch.empty((launch.programs, 4), dtype=F64, device=table.device)
-    with _on(table.device):
+    out = torch.empty((launch.programs, 4), dtype=F64, device=launch.ptrs.device)
+    with _on(out.device):
         _rule_kernel[(launch.programs,)](
-            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table, out,
-            RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
-            num_warps=WARPS,
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
+            c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root, RULE=rule_code(rule),
+            POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK, num_warps=WARPS,
         )  # fmt: skip
-    top, total = out[:, :2].amax(0), out[:, 2:].sum(0)
-    return top[0], top[1], total[0], total[1]
+    return (*out[:, :2].amax(0).unbind(), *out[:, 2:].sum(0).unbind())
 
 
 def move_sweep(
     rule: Any,
     launch: Launch,
-    table: torch.Tensor,
+    c: Consts,
     dtype,
     x_dtype,
-    lam: torch.Tensor,
-    rho: torch.Tensor,
+    lam: float,
+    rho: float,
     dadapt: bool,
     first_moment: bool,
     has_z: bool,
     average: bool,
 ):
-    """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (zeros without s)."""
-    # D-Adaptation: every program writes its two partials; else none: zeros
-    shape = (launch.programs, 2) if dadapt else (1, 2)
-    out = (torch.empty if dadapt else torch.zeros)(shape, dtype=F64, device=table.device)
-    with _on(table.device):
+    """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (D-Adaptation), else
+    None."""
+    # D-Adaptation: every program writes its two partials; else none
+    out = torch.empty((launch.programs if dadapt else 1, 2), dtype=F64, device=launch.ptrs.device)
+    with _on(out.device):
         _move_kernel[(launch.programs,)](
-            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, table,
-            lam, rho, out, RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
+            c.beta2, c.omb2, c.eps, c.bc2, c.root, c.b1w, c.betaw, c.bc1, lam, rho,
+            RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
             AVERAGE=average, DT=_TL_DTYPES[dtype], XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK,
             num_warps=WARPS,
         )  # fmt: skip
-    total = out.sum(0)
-    return total[0], total[1]
+    return out.sum(0).unbind() if dadapt else None
 
 
 if triton is not None:
@@ -335,19 +346,22 @@ if triton is not None:
         return t, offs, mask, g, v, w
 
     @triton.jit
-    def _rule_kernel(blocks, starts, numels, ptrs, n, table, out, RULE: tl.constexpr,
-                     POLYAK: tl.constexpr, DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    def _scalar(x, DT: tl.constexpr):
+        # a float64 argument in the kernel's dtype (tl.full keeps its 53 bits under the
+        # interpreter, which would round a bare float argument to float32)
+        return tl.full((), x, tl.float64).to(DT)
+
+    @triton.jit
+    def _rule_kernel(blocks, starts, numels, ptrs, n, out, beta2: tl.float64,
+                     omb2: tl.float64, eps: tl.float64, root_prev: tl.float64, bc2: tl.float64,
+                     root: tl.float64, RULE: tl.constexpr, POLYAK: tl.constexpr,
+                     DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
         t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-        beta2 = tl.load(table + 0).to(DT)
-        omb2 = tl.load(table + 1).to(DT)
-        eps = tl.load(table + 2).to(DT)
-        root_prev = tl.load(table + 3).to(DT)
-        bc2 = tl.load(table + 4).to(DT)
-        root = tl.load(table + 5).to(DT)
-        prev = _alpha(v, w, g, eps, root_prev, RULE)  # alpha_{k-1}, from the state as it is
-        v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)  # in registers: sweep 2 stores
-        a = _alpha(v, w, g, eps, root, RULE)
+        eps = _scalar(eps, DT)
+        prev = _alpha(v, w, g, eps, _scalar(root_prev, DT), RULE)  # alpha_{k-1}, from the state
+        v, w = _advance(v, w, g, _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT), RULE)
+        a = _alpha(v, w, g, eps, _scalar(root, DT), RULE)  # advanced in registers only
         tl.store(out + pid * 4, tl.max(tl.where(mask, _div(a, prev), 0.0)).to(tl.float64))
         tl.store(out + pid * 4 + 1, tl.max(tl.where(mask, a, 0.0)).to(tl.float64))
         if POLYAK:
@@ -359,34 +373,35 @@ if triton is not None:
         tl.store(out + pid * 4 + 3, tl.sum(g64 * g64))  # ||g||^2: the finite check
 
     @triton.jit
-    def _move_kernel(blocks, starts, numels, ptrs, n, table, lam_ptr, rho_ptr, out,
-                     RULE: tl.constexpr, DADAPT: tl.constexpr, FIRST: tl.constexpr,
-                     HAS_Z: tl.constexpr, AVERAGE: tl.constexpr, DT: tl.constexpr,
-                     XT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    def _move_kernel(blocks, starts, numels, ptrs, n, out, beta2: tl.float64,
+                     omb2: tl.float64, eps: tl.float64, bc2: tl.float64, root: tl.float64,
+                     b1w: tl.float64, betaw: tl.float64, bc1: tl.float64, lam: tl.float64,
+                     rho: tl.float64, RULE: tl.constexpr, DADAPT: tl.constexpr,
+                     FIRST: tl.constexpr, HAS_Z: tl.constexpr, AVERAGE: tl.constexpr,
+                     DT: tl.constexpr, XT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
         t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-        v, w = _advance(v, w, g, tl.load(table).to(DT), tl.load(table + 1).to(DT),
-                        tl.load(table + 4).to(DT), RULE)  # fmt: skip
+        v, w = _advance(v, w, g, _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT), RULE)
         if RULE >= 1:
             tl.store(_address(ptrs, 2, n, t, DT) + offs, v, mask=mask)
         if RULE >= 4:
             tl.store(_address(ptrs, 3, n, t, DT) + offs, w, mask=mask)
-        a = _alpha(v, w, g, tl.load(table + 2).to(DT), tl.load(table + 5).to(DT), RULE)
-        lam = tl.load(lam_ptr).to(DT)
+        a = _alpha(v, w, g, _scalar(eps, DT), _scalar(root, DT), RULE)
+        lam = _scalar(lam, DT)
         u = _div(g, a)  # g' = g / alpha
         if DADAPT:
             s_at = _address(ptrs, 4, n, t, DT) + offs
             s = tl.load(s_at, mask=mask, other=0.0)
             tl.store(out + pid * 2, tl.sum(u.to(tl.float64) * s.to(tl.float64)))  # <g', s>
-            s = s * tl.load(rho_ptr).to(DT) + u * lam  # s = rho s + lam g'
+            s = s * _scalar(rho, DT) + u * lam  # s = rho s + lam g'
             tl.store(s_at, s, mask=mask)
             s64 = s.to(tl.float64)
             tl.store(out + pid * 2 + 1, tl.sum(s64 * s64))
         if FIRST:
             m_at = _address(ptrs, 5, n, t, DT) + offs
-            m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, tl.load(table + 6).to(DT))
+            m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, _scalar(b1w, DT))
             tl.store(m_at, m, mask=mask)
-            u = _div(_div(m, tl.load(table + 8).to(DT)), a)  # mhat / alpha
+            u = _div(_div(m, _scalar(bc1, DT)), a)  # mhat / alpha
         step = _div(u, a) * -lam  # -lam mhat / alpha**2
         x_at = _address(ptrs, 1, n, t, XT) + offs
         if HAS_Z:
@@ -395,7 +410,7 @@ if triton is not None:
             tl.store(z_at, z, mask=mask)
             if AVERAGE:  # x = beta x + (1 - beta) z, in the state's dtype, then rounded
                 x = tl.load(x_at, mask=mask, other=0.0).to(DT)
-                tl.store(x_at, _lerp(x, z, tl.load(table + 7).to(DT)).to(XT), mask=mask)
+                tl.store(x_at, _lerp(x, z, _scalar(betaw, DT)).to(XT), mask=mask)
             else:
                 tl.store(x_at, z.to(XT), mask=mask)
         else:

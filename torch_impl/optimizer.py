@@ -50,6 +50,7 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 STRIDED = torch.strided  # dense layout
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
+MAX_KEYS = frozenset({"ratio", "amax", "loss_bad", "below"})  # reduced by max; others by sum
 
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -172,17 +173,16 @@ class ParameterScaled(torch.optim.Optimizer):
     def _global(self) -> dict[str, Any]:
         return self.state["global"]
 
-    def _init_global(self, device: torch.device) -> None:
+    def _init_global(self) -> None:
         if "global" not in self.state:
-            z = torch.zeros((), dtype=F64, device=device)
             self.state["global"] = {
                 "k": 0,
-                "d": z.clone(),
-                "numerator": z.clone(),
-                "g0_norm": z.clone(),
-                "dhat": z.clone(),
-                "lr": z.clone(),
-                "rho": z + 1.0,
+                "d": 0.0,
+                "numerator": 0.0,
+                "g0_norm": 0.0,
+                "dhat": 0.0,
+                "lr": 0.0,
+                "rho": 1.0,
             }
 
     def _needs_rho(self) -> bool:
@@ -237,18 +237,29 @@ class ParameterScaled(torch.optim.Optimizer):
         else:
             st["scaling"] = rule_state
 
-    # -- global reductions: the one place that knows about sharding ----------------------
-    def _all_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.sharded:
-            t = t.clone()
-            torch.distributed.all_reduce(t, torch.distributed.ReduceOp.SUM, self.process_group)
-        return t
-
-    def _all_max(self, t: torch.Tensor) -> torch.Tensor:
-        if self.sharded:
-            t = t.clone()
-            torch.distributed.all_reduce(t, torch.distributed.ReduceOp.MAX, self.process_group)
-        return t
+    # -- global reductions and the host sync: the one place that knows about sharding -----
+    def _fetch(self, part: dict[str, list[torch.Tensor]], loss: Any = None) -> dict[str, float]:
+        """The host synchronisation: each partial reduction of ``part`` reduced over its
+        entries (tensors, groups) and, when sharded, over the ranks (a maximum for
+        ``MAX_KEYS``, a sum otherwise), and this rank's loss, as floats (one copy)."""
+        keys = list(part)
+        values = [_reduce(ts, key in MAX_KEYS) for key, ts in part.items()]
+        if self.sharded and values:
+            ops = torch.distributed.ReduceOp
+            for op, is_max in ((ops.MAX, True), (ops.SUM, False)):
+                at = [i for i, key in enumerate(keys) if (key in MAX_KEYS) is is_max]
+                if at:
+                    both = torch.stack([values[i] for i in at])
+                    torch.distributed.all_reduce(both, op, self.process_group)
+                    for i, value in zip(at, both.unbind(), strict=True):
+                        values[i] = value
+        if isinstance(loss, torch.Tensor):
+            keys.append("loss")
+            values.append(loss)
+        out = dict(zip(keys, torch.stack(values).tolist(), strict=True)) if values else {}
+        if loss is not None and "loss" not in out:
+            out["loss"] = loss
+        return out
 
     # -- the step ------------------------------------------------------------------------
     def _collect(self) -> list[tuple[dict[str, Any], Tensors, Tensors]]:
@@ -267,48 +278,46 @@ class ParameterScaled(torch.optim.Optimizer):
                 out.append((group, ps, gs))
         return out
 
-    def _preflight(
-        self, batches: list[Batch], loss: torch.Tensor | None, part: dict | None
-    ) -> bool:
-        """One host sync: are gradients (and loss) finite, and is f >= f* - tol? A gradient
-        norm is non-finite exactly when an entry is (ATen accumulates float32 squares in
-        double, so no finite float32 gradient overflows); one pass (or, on the fused path,
-        sweep 1's ``part["gradsq"]``), and the squared norms are kept as ``||g||^2`` for
-        D-Adaptation's ``||g_0||``."""
-        if part is not None:
-            self._grad_sq = _total(part.pop("gradsq"))
-        else:
-            sq = [torch.stack(torch._foreach_norm(gs)).to(F64).square() for _, _, gs, _ in batches]
-            self._grad_sq = torch.cat(sq).sum()
-        g0 = self._global["g0_norm"]
-        stats = torch.stack([g0, self._grad_sq] if loss is None else [g0, self._grad_sq, loss])
-        rule = self.step_rule
+    def _preflight(self, batches: list[Batch], loss: Any, part: dict) -> dict[str, float] | None:
+        """The one host synchronisation before anything changes: are gradients (and loss)
+        finite, and is f >= f* - tol? A gradient norm is non-finite exactly when an entry is
+        (ATen accumulates float32 squares in double, so no finite float32 gradient
+        overflows); one pass (on the fused path, sweep 1's ``part["gradsq"]``). The same
+        copy brings the last step's D-Adaptation sums (finished here) and, on the fused
+        path, sweep 1's reductions. Returns the fetched values, or None: a skipped step."""
+        if "gradsq" not in part:
+            part["gradsq"] = [
+                torch.stack(torch._foreach_norm(gs)).to(F64).square().sum()
+                for _, _, gs, _ in batches
+            ]
+        glob, rule = self._global, self.step_rule
+        pending = glob.pop("pending", None)
+        if pending is not None:
+            part["dot"], part["ssq"] = pending["dot"], pending["ssq"]
         tests_f = isinstance(rule, polyak) and loss is not None
-        if self.sharded:  # (any rank non-finite, any rank below f*): all refuse or skip together
-            below = (
-                loss - rule.f_star < -rule.f_star_tol if tests_f else g0.new_zeros((), dtype=bool)
-            )
-            bad = torch.stack([~torch.isfinite(stats[1:]).all(), below]).to(F64)
-            not_finite, is_below, g0_now = torch.cat([self._all_max(bad), stats[:1]]).tolist()
-        else:
-            g0_now, *checked = stats.tolist()  # checked: ||g||^2 (and f)
-            not_finite = not all(map(math.isfinite, checked))
-            is_below = tests_f and checked[1] - rule.f_star < -rule.f_star_tol
-        self._g0_unset = g0_now == 0
-        k = self._global["k"]
-        if not_finite:
+        if self.sharded and loss is not None:  # any rank's verdict on its loss is every rank's
+            part["loss_bad"] = [(~torch.isfinite(loss)).to(F64)]
+            if tests_f:
+                part["below"] = [(loss - rule.f_star < -rule.f_star_tol).to(F64)]
+        values = self._fetch(part, loss)
+        if pending is not None:
+            self._dadapt_finish(pending, values)
+        f = values.get("loss", 0.0)
+        k = glob["k"]
+        finite = math.isfinite(values["gradsq"]) and math.isfinite(f)
+        if values.get("loss_bad", 0.0) > 0 or not finite:
             if self.skip_nonfinite:
-                return False
+                return None
             raise FloatingPointError(
                 f"Non-finite gradient or loss at step {k}: step refused, parameters and "
                 "state unchanged (skip_nonfinite=True skips such steps)"
             )
-        if is_below:
+        if tests_f and (values.get("below", 0.0) > 0 or f - rule.f_star < -rule.f_star_tol):
             raise ValueError(
-                f"Loss below f_star at step {k}: f = {float(loss)!r} < f_star = "
-                f"{self.step_rule.f_star!r} (f_star must be a lower bound of the loss)"
+                f"Loss below f_star at step {k}: f = {f!r} < f_star = "
+                f"{rule.f_star!r} (f_star must be a lower bound of the loss)"
             )
-        return True
+        return values
 
     def _rule_per_tensor(self, rule: Any, ps: Tensors, gs: Tensors, states: list[dict]) -> Tensors:
         """The generic path: theory's rule object on each tensor (array API)."""
@@ -444,11 +453,12 @@ class ParameterScaled(torch.optim.Optimizer):
         """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
-        rho = self._rho_s if is_dadapt else lam * 0 + 1
-        bc1 = torch.tensor(1 - b1 ** (k + 1), dtype=F64)
+        rho = self._rho_s if is_dadapt else 1.0
+        # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
+        lam_t, rho_t, bc1 = (torch.tensor(x, dtype=F64) for x in (lam, rho, 1 - b1 ** (k + 1)))
         plan, packs, sdots, corrections = sweep1
         if sdots:
-            dots.append(lam * _total(sdots))  # lam <g', s_{k-1}>
+            dots.append(lam * _reduce(sdots, False))  # lam <g', s_{k-1}>
         for st in plan.stale_alpha:
             st.pop("alpha", None)  # left by the foreach path: the fused path derives it
         for (dtype, has_z, count), pack in packs:
@@ -463,7 +473,7 @@ class ParameterScaled(torch.optim.Optimizer):
             )
             ssq = run(
                 rule, c, [g for _, _, g in pack], views["rule"], present["s"], present["m"],
-                present["z"], views["x"], lam, rho, b1, bc1, beta,
+                present["z"], views["x"], lam_t, rho_t, b1, bc1, beta,
             )  # fmt: skip
             if is_dadapt:
                 s_parts.append(ssq)
@@ -479,13 +489,13 @@ class ParameterScaled(torch.optim.Optimizer):
         gs = FT.laid_out(plan.layout, ps, gs)
         launches = []
         for kind in plan.layout.kinds:
-            device, dtype = kind.key[:2]
+            dtype = kind.key[1]
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
             launch = FT.launch(kind, gs)
-            table = FT.consts(rule, count, b1, k, beta, device)
-            ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, table, dtype, is_polyak)
+            consts = FT.consts(rule, count, b1, k, beta)
+            ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, consts, dtype, is_polyak)
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
-            launches.append((kind, launch, table))
+            launches.append((kind, launch, consts))
         # the gradients copied into their parameters' layout must live until sweep 2
         self._fused_step[id(group)] = (self._triton_move, (plan, gs, launches))
 
@@ -493,19 +503,20 @@ class ParameterScaled(torch.optim.Optimizer):
         """Sweep 2 as one Triton launch per kind of tensor, with <g', s_{k-1}> and ||s_k||^2."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
-        rho = self._rho_s if is_dadapt else lam
+        rho = self._rho_s if is_dadapt else 1.0
         plan, _, launches = sweep1
         for st in plan.stale_alpha:
             st.pop("alpha", None)  # left by the foreach path: the fused path derives it
         states = plan.states
-        for kind, launch, table in launches:
+        for kind, launch, consts in launches:
             for i in kind.indices:
                 states[i]["scaling.0"] += 1
             _, dtype, x_dtype, has_z, _ = kind.key
-            dot, ssq = FT.move_sweep(
-                rule, launch, table, dtype, x_dtype, lam, rho, is_dadapt, b1 > 0, has_z, beta > 0
+            sums = FT.move_sweep(
+                rule, launch, consts, dtype, x_dtype, lam, rho, is_dadapt, b1 > 0, has_z, beta > 0
             )
             if is_dadapt:
+                dot, ssq = sums
                 dots.append(lam * dot)  # lam <g', s_{k-1}>
                 s_parts.append(ssq)
 
@@ -519,86 +530,74 @@ class ParameterScaled(torch.optim.Optimizer):
         batches = self._collect()
         if not batches:
             return loss
-        device = batches[0][1][0].device
-        self._init_global(device)
+        self._init_global()
         if isinstance(self.step_rule, polyak) and loss is None:
             raise ValueError(
                 f"PS-SPS needs the loss at step {self._global['k']}: pass step(closure) "
                 "or step(loss=...)"
             )
-        f = None if loss is None else _loss_tensor(loss, device)
+        f = None if loss is None else _loss_value(loss, batches[0][1][0].device, self.sharded)
         # zeros: a refused step leaves them as they were
         batches = [(gr, ps, gs, [self._init_param(p, gr) for p in ps]) for gr, ps, gs in batches]
         for group, _, _, sts in batches:
             self._check_state_made(group, sts)
-        part = None
+        part = {}
         if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
             part = self._sweep_rule(batches, self._global["k"], False)
-        if not self._preflight(batches, f, part):
-            return loss
-        self._update(batches, f, self._g0_unset, part)
+        values = self._preflight(batches, f, part)
+        if values is not None:
+            self._update(batches, values)
         return loss
 
-    def _update(self, batches: list[Batch], f: torch.Tensor | None, g0_unset: bool, part) -> None:
+    def _update(self, batches: list[Batch], values: dict[str, float]) -> None:
+        """The step after the check: sweep 1 (unless fused), the step-size rule on the host
+        (float64, from the fetched reductions), sweep 2."""
         glob = self._global
         k = glob["k"]
-        if part is None:
-            part = self._sweep_rule(batches, k, g0_unset)
-        zero = torch.zeros((), dtype=F64, device=glob["d"].device)
-
-        def total(key: str) -> torch.Tensor:
-            return self._all_sum(_total(part[key])) if key in part else zero
-
-        def largest(key: str) -> torch.Tensor:
-            if key not in part:
-                return zero + 1.0
-            ts = part[key]
-            return self._all_max(ts[0] if len(ts) == 1 else torch.stack(ts).max())
-
-        rho = largest("ratio")
+        if not self.fused:  # the second host sync of these paths: sweep 1's reductions
+            g0_unset = glob["g0_norm"] == 0
+            values = values | self._fetch(self._sweep_rule(batches, k, g0_unset))
+        rho = values.get("ratio", 1.0)
         glob["rho"] = rho
         rule = self.step_rule
         if isinstance(rule, constant):
-            base = zero + rule.lr
+            base = rule.lr
         elif isinstance(rule, polyak):
-            gsq = total("gsq")  # ||g / alpha||^2 over all tensors
-            h = f - rule.f_star
-            eta = torch.clamp(h / (rule.c * gsq), max=rule.eta_max)
-            base = torch.where((h <= 0) | (gsq == 0), zero, eta)  # SPEC 3.1: no step at f*
+            gsq, h = values["gsq"], values["loss"] - rule.f_star  # gsq: ||g / alpha||^2
+            base = 0.0 if h <= 0 or gsq == 0 else min(h / (rule.c * gsq), rule.eta_max)
         else:
-            base = self._dadapt_lam(k, rho, largest("amax"), total, g0_unset, zero)
+            base = self._dadapt_lam(k, rho, values)
         glob["lr"] = base
-        s_sq, dot = self._sweep_move(batches, base, rho, k)
-        if isinstance(rule, dadapt):
-            self._dadapt_finish(batches, s_sq, dot)
+        self._sweep_move(batches, base, k)
         glob["k"] = k + 1
 
-    def _dadapt_lam(self, k, rho, amax, total, g0_unset: bool, zero) -> torch.Tensor:
+    def _dadapt_lam(self, k: int, rho: float, values: dict[str, float]) -> float:
+        """lam_k of D-Adaptation in the scaled space (SPEC 3.2), d moved to the new space."""
         rule: dadapt = self.step_rule
         glob = self._global
         if rule.rescale_mode == "shrink":
-            rho = torch.clamp(rho, max=1.0)
+            rho = min(rho, 1.0)
         if rule.rescale_mode != "none":  # move the scaled-space state to the new space
             glob["d"] = glob["d"] * rho
-            glob["numerator"] = glob["numerator"] * rho**2
-        self._rho_s = rho if rule.rescale_mode != "none" else zero + 1.0  # applied to s
+            glob["numerator"] = glob["numerator"] * (rho * rho)
+        self._rho_s = rho if rule.rescale_mode != "none" else 1.0  # applied to s
+        amax = values["amax"]
         if k == 0:
             glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
-        if g0_unset:
-            glob["g0_norm"] = self._all_sum(self._grad_sq).sqrt()
+        if glob["g0_norm"] == 0:
+            glob["g0_norm"] = math.sqrt(values["gradsq"])
         d, g0 = glob["d"], glob["g0_norm"]
+        if g0 == 0:  # no gradient yet: no step
+            return 0.0
         if rule.reference == "max_alpha":
-            base = d * amax / g0  # ||g_0|| in the new space (g0 = 0: not selected below)
-        else:
-            norm = total("g0s").sqrt()
-            base = d / torch.where(norm > 0, norm, 1.0)
-        return torch.where(g0 > 0, base, zero)
+            return d * amax / g0  # ||g_0|| in the new space
+        norm = math.sqrt(values["g0s"])
+        return d / (norm if norm > 0 else 1.0)
 
-    def _sweep_move(
-        self, batches: list[Batch], base: torch.Tensor, rho: torch.Tensor, k: int
-    ) -> torch.Tensor:
+    def _sweep_move(self, batches: list[Batch], base: float, k: int) -> None:
         """Sweep 2: s = rho s + lam g' (D-Adaptation), then z -= lam mhat / alpha**2 and
-        x = beta x + (1 - beta) z. Returns the partial ||s||^2 (dadapt) or 0."""
+        x = beta x + (1 - beta) z. D-Adaptation's sums lam <g', s_{k-1}> and ||s_k||^2 stay
+        on the device, pending: the next step's host sync brings them (``_dadapt_finish``)."""
         is_dadapt = isinstance(self.step_rule, dadapt)
         s_parts, dots = [], []
         for group, ps, gs, states in batches:
@@ -613,7 +612,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 u = torch._foreach_div(cg, alphas)  # g' = g / alpha
                 if is_dadapt:
                     ss = [st["s"] for st in sts]
-                    dots.append(lam * _dot(u, ss))  # lam <g', s_{k-1}> (times rho below)
+                    dots.append(lam * _dot(u, ss))  # lam <g', s_{k-1}> (times rho later)
                     if k > 0:
                         torch._foreach_mul_(ss, self._rho_s)
                     torch._foreach_add_(ss, torch._foreach_mul(u, lam))  # s += lam g'
@@ -627,9 +626,11 @@ class ParameterScaled(torch.optim.Optimizer):
                 torch._foreach_div_(u, alphas)  # u = mhat / alpha**2
                 torch._foreach_mul_(u, -lam)
                 self._apply(group, cp, sts, u)
-        if not s_parts:
-            return base * 0, base * 0
-        return _total(s_parts), _total(dots)
+        if is_dadapt:
+            moved = base * max(group["lr"] for group, *_ in batches) > 0
+            self._global["pending"] = {
+                "dot": dots, "ssq": s_parts, "rho_s": self._rho_s, "moved": moved
+            }  # fmt: skip
 
     def _apply(self, group, ps: Tensors, sts: list[dict], step: Tensors) -> None:
         """z += step; x = beta x + (1 - beta) z (z is the parameter itself when beta = 0
@@ -652,40 +653,52 @@ class ParameterScaled(torch.optim.Optimizer):
         for p, x in zip(ps, xs, strict=True):
             p.copy_(x)
 
-    def _dadapt_finish(self, batches: list[Batch], s_sq: torch.Tensor, dot: torch.Tensor) -> None:
-        """N += lam <g', rho s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
+    def _dadapt_finish(self, pending: dict[str, Any], values: dict[str, float]) -> None:
+        """The end of D-Adaptation's last step, from its fetched sums: N += lam <g', rho
+        s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
         rule: dadapt = self.step_rule
         glob = self._global
-        numerator = glob["numerator"] + self._all_sum(dot) * self._rho_s
-        s_norm = self._all_sum(s_sq).sqrt()
-        d, base = glob["d"], glob["lr"]
-        factor = 2.0 if rule.dhat == "code" else 1.0
-        dhat = factor * numerator / s_norm  # ||s|| = 0: not moved, dhat not used
-        moved = (base * max(group["lr"] for group, *_ in batches) > 0) & (s_norm > 0)
-        if rule.growth_rate < math.inf:
-            dhat_capped = torch.minimum(dhat, d * rule.growth_rate)
-        else:  # min(dhat, d * inf) = dhat (d > 0): two ops fewer on the default path
-            dhat_capped = dhat
-        grown = torch.maximum(d, dhat_capped)
-        glob["d"] = torch.where(moved, grown, d)
-        glob["dhat"] = torch.where(moved, dhat, glob["dhat"])
+        numerator = glob["numerator"] + values["dot"] * pending["rho_s"]
+        s_norm = math.sqrt(values["ssq"])
+        if pending["moved"] and s_norm > 0:  # else dhat is not defined and d stays
+            factor = 2.0 if rule.dhat == "code" else 1.0
+            dhat = factor * numerator / s_norm
+            d = glob["d"]
+            glob["d"] = max(
+                d, dhat if rule.growth_rate == math.inf else min(dhat, d * rule.growth_rate)
+            )
+            glob["dhat"] = dhat
         glob["numerator"] = numerator
+
+    def _settle(self) -> None:
+        """Finish a pending D-Adaptation step now (one host sync): before the global
+        estimates are read or saved."""
+        glob = self.state.get("global", {})
+        pending = glob.pop("pending", None)
+        if pending is not None:
+            sums = {key: pending[key] for key in ("dot", "ssq")}
+            self._dadapt_finish(pending, self._fetch(sums))
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        """The global diagnostics as floats (one host sync): k, d, dhat, lr (the scaled-space
-        step lam_k of the last step, before the group lr), rho, g0_norm."""
+        """The global diagnostics as floats: k, d, dhat, lr (the scaled-space step lam_k of
+        the last step, before the group lr), rho, g0_norm, numerator (one host sync to
+        finish the last step's D-Adaptation sums)."""
         if "global" not in self.state:
             return {"k": 0}
-        g = self._global
-        out = {key: float(v) for key, v in g.items() if isinstance(v, torch.Tensor)}
-        out["k"] = g["k"]
-        return out
+        self._settle()
+        return dict(self._global)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, with the last step's D-Adaptation sums finished first."""
+        self._settle()
+        return super().state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's loader casts every floating state tensor to its parameter's dtype; this
         one restores the saved dtypes (float32 masters of bf16 parameters stay float32), so a
-        resumed run continues bit-identically."""
+        resumed run continues bit-identically. Global estimates saved as 0-dim tensors (by
+        earlier versions) are read as floats."""
         super().load_state_dict(state_dict)
         saved_params = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
@@ -697,25 +710,31 @@ class ParameterScaled(torch.optim.Optimizer):
                 if isinstance(value, torch.Tensor) and value.dtype != self.state[p][key].dtype:
                     self.state[p][key] = value.to(device=p.device).clone()
         if "global" in self.state:
-            device = params[0].device
             self.state["global"] = {
-                k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                for k, v in self.state["global"].items()
+                key: (value.item() if isinstance(value, torch.Tensor) else value)
+                for key, value in self.state["global"].items()
             }
 
 
-def _total(ts: Tensors) -> torch.Tensor:
-    """The sum of 0-dim tensors (one: itself, no launch)."""
-    return ts[0] if len(ts) == 1 else torch.stack(ts).sum()
+def _reduce(ts: Tensors, largest: bool) -> torch.Tensor:
+    """The maximum or the sum of 0-dim tensors (one: itself, no launch)."""
+    if len(ts) == 1:
+        return ts[0]
+    return torch.stack(ts).max() if largest else torch.stack(ts).sum()
 
 
-def _loss_tensor(loss: Any, device: torch.device) -> torch.Tensor:
-    """The loss as a float64 0-dim tensor (a Python float is exact; a tensor keeps its value)."""
+def _loss_value(loss: Any, device: torch.device, sharded: bool) -> float | torch.Tensor:
+    """The loss: a float (a Python number), or a float64 0-dim tensor on ``device`` (a
+    tensor, which keeps its value; any loss when sharded: the ranks agree on its checks)."""
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise ValueError(f"Invalid loss: shape {tuple(loss.shape)} (expected a scalar)")
         return loss.detach().reshape(()).to(device=device, dtype=F64)
-    return torch.tensor(float(loss), dtype=F64, device=device)
+    try:
+        value = float(loss)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Invalid loss: {loss!r} (expected a number or a 0-dim tensor)") from exc
+    return torch.tensor(value, dtype=F64, device=device) if sharded else value
 
 
 def _derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
