@@ -73,7 +73,8 @@ def rule_code(rule: Any) -> int | None:
 
 class Launch(NamedTuple):
     """One launch's tables: ``blocks[i]`` the tensor of program i, ``starts[i]`` its first
-    element, ``numels`` per tensor, ``ptrs`` the addresses (rows ``ROWS``, 0 where absent)."""
+    element, ``numels`` per tensor, ``ptrs`` the addresses (rows ``ROWS``, 0 where absent),
+    and the two sweeps' ``counters`` (``_reduce_last``)."""
 
     blocks: torch.Tensor
     starts: torch.Tensor
@@ -81,6 +82,7 @@ class Launch(NamedTuple):
     ptrs: torch.Tensor
     n: int
     programs: int
+    counters: tuple[torch.Tensor, torch.Tensor]
 
 
 def block_table(numels: list[int], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -102,14 +104,16 @@ class Kind(NamedTuple):
     count (``key``; the count when the layout was built: the kind's tensors step together
     while it is kept, so a caller reads the current one from a state). ``indices`` are
     their positions in the group, ``blocks`` the block table (fixed by the sizes), ``rows``
-    the pointer-table rows after g (``ROWS``; 0: absent) and ``tables`` the pointer tables
-    by gradient addresses."""
+    the pointer-table rows after g (``ROWS``; 0: absent), ``tables`` the pointer tables
+    by gradient addresses and ``counters`` the finished programs of a launch of each sweep
+    (int32, zero between launches)."""
 
     key: tuple
     indices: list[int]
     blocks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     rows: list[list[int]]
     tables: dict[tuple[int, ...], torch.Tensor]
+    counters: tuple[torch.Tensor, torch.Tensor]
 
 
 class Layout(NamedTuple):
@@ -145,6 +149,7 @@ def layout(params: list[torch.Tensor], states: list[dict], state_dtype) -> Layou
             block_table([params[i].numel() for i in indices], key[0]),
             [list(row) for row in zip(*(columns[i] for i in indices), strict=True)],
             {},
+            tuple(torch.zeros(1, dtype=torch.int32, device=key[0]) for _ in range(2)),
         )
         for key, indices in by_kind.items()
     ]
@@ -173,7 +178,7 @@ def launch(kind: Kind, grads: list[torch.Tensor]) -> Launch:
             kind.tables.clear()
         table = kind.tables[addresses] = pointer_table([list(addresses), *kind.rows],
                                                        kind.key[0])  # fmt: skip
-    return Launch(*kind.blocks, table, len(mine), len(kind.blocks[0]))
+    return Launch(*kind.blocks, table, len(mine), len(kind.blocks[0]), kind.counters)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -233,14 +238,16 @@ def _on(device: torch.device):
 
 def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool):
     """Sweep 1: float64 0-dim (max ratio, max alpha, ||g'||^2, ||g||^2)."""
-    out = torch.empty((launch.programs, 4), dtype=F64, device=launch.ptrs.device)
+    programs = launch.programs  # rows of partials, then the reduced row
+    out = torch.empty((programs + 1, 4), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
-        _rule_kernel[(launch.programs,)](
+        _rule_kernel[(programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
-            c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root, RULE=rule_code(rule),
-            POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK, num_warps=WARPS,
+            launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
+            RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
+            num_warps=WARPS,
         )  # fmt: skip
-    return (*out[:, :2].amax(0).unbind(), *out[:, 2:].sum(0).unbind())
+    return out[programs].unbind()
 
 
 def move_sweep(
@@ -258,20 +265,22 @@ def move_sweep(
 ):
     """Sweep 2, in place: float64 0-dim (<g', s_{k-1}>, ||s_k||^2) (D-Adaptation), else
     None."""
-    # D-Adaptation: every program writes its two partials; else none
-    out = torch.empty((launch.programs if dadapt else 1, 2), dtype=F64, device=launch.ptrs.device)
+    programs = launch.programs
+    # D-Adaptation: the partials of every program, then the reduced row; else none
+    out = torch.empty((programs + 1 if dadapt else 1, 2), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
-        _move_kernel[(launch.programs,)](
+        _move_kernel[(programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
-            c.beta2, c.omb2, c.eps, c.bc2, c.root, c.b1w, c.betaw, c.bc1, lam, rho,
-            RULE=rule_code(rule), DADAPT=dadapt, FIRST=first_moment, HAS_Z=has_z,
-            AVERAGE=average, DT=_TL_DTYPES[dtype], XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK,
-            num_warps=WARPS,
+            launch.counters[1], c.beta2, c.omb2, c.eps, c.bc2, c.root, c.b1w,
+            c.betaw, c.bc1, lam, rho, RULE=rule_code(rule), DADAPT=dadapt,
+            FIRST=first_moment, HAS_Z=has_z, AVERAGE=average, DT=_TL_DTYPES[dtype],
+            XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK, num_warps=WARPS,
         )  # fmt: skip
-    return out.sum(0).unbind() if dadapt else None
+    return out[programs].unbind() if dadapt else None
 
 
 if triton is not None:
+    REDUCE_ROWS = tl.constexpr(256)  # rows of partials the last program reads at a time
 
     @triton.jit
     def _address(ptrs, row: tl.constexpr, n, t, DT: tl.constexpr):
@@ -352,7 +361,35 @@ if triton is not None:
         return tl.full((), x, tl.float64).to(DT)
 
     @triton.jit
-    def _rule_kernel(blocks, starts, numels, ptrs, n, out, beta2: tl.float64,
+    def _reduce_last(out, counter, COLS: tl.constexpr, MAXED: tl.constexpr):
+        # The program that finishes last reduces every program's partials (rows 0 to
+        # programs - 1 of out, COLS each) into row `programs`: the first MAXED columns by
+        # max (the partials are >= 0), the others by sum, the rows always in the same
+        # order (deterministic); then it zeroes the counter for the next launch. No torch
+        # reductions follow the launch: they cost more host time than the sweep itself.
+        tl.debug_barrier()  # this program's partials are stored before it is counted
+        # (on a one-element block, reduced to a scalar: the interpreter's scalar atomics
+        # return a block, which an `if` cannot test; for the same reason a while loop)
+        programs = tl.num_programs(0)
+        done = tl.max(tl.atomic_add(counter + tl.zeros((1,), tl.int32), 1, sem="acq_rel"), 0)
+        if done == programs - 1:
+            cols = tl.arange(0, COLS)
+            top = tl.zeros((REDUCE_ROWS, COLS), tl.float64)
+            total = tl.zeros((REDUCE_ROWS, COLS), tl.float64)
+            start = 0
+            while start < programs:
+                rows = start + tl.arange(0, REDUCE_ROWS)[:, None]
+                part = tl.load(out + rows * COLS + cols[None, :], mask=rows < programs,
+                               other=0.0, volatile=True)  # fmt: skip
+                top = tl.maximum(top, part)
+                total += part
+                start += REDUCE_ROWS
+            reduced = tl.where(cols < MAXED, tl.max(top, 0), tl.sum(total, 0))
+            tl.store(out + programs * COLS + cols, reduced)
+            tl.atomic_xchg(counter, 0)
+
+    @triton.jit
+    def _rule_kernel(blocks, starts, numels, ptrs, n, out, counter, beta2: tl.float64,
                      omb2: tl.float64, eps: tl.float64, root_prev: tl.float64, bc2: tl.float64,
                      root: tl.float64, RULE: tl.constexpr, POLYAK: tl.constexpr,
                      DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
@@ -371,9 +408,10 @@ if triton is not None:
             tl.store(out + pid * 4 + 2, 0.0)
         g64 = g.to(tl.float64)
         tl.store(out + pid * 4 + 3, tl.sum(g64 * g64))  # ||g||^2: the finite check
+        _reduce_last(out, counter, 4, 2)
 
     @triton.jit
-    def _move_kernel(blocks, starts, numels, ptrs, n, out, beta2: tl.float64,
+    def _move_kernel(blocks, starts, numels, ptrs, n, out, counter, beta2: tl.float64,
                      omb2: tl.float64, eps: tl.float64, bc2: tl.float64, root: tl.float64,
                      b1w: tl.float64, betaw: tl.float64, bc1: tl.float64, lam: tl.float64,
                      rho: tl.float64, RULE: tl.constexpr, DADAPT: tl.constexpr,
@@ -397,6 +435,7 @@ if triton is not None:
             tl.store(s_at, s, mask=mask)
             s64 = s.to(tl.float64)
             tl.store(out + pid * 2 + 1, tl.sum(s64 * s64))
+            _reduce_last(out, counter, 2, 0)
         if FIRST:
             m_at = _address(ptrs, 5, n, t, DT) + offs
             m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, _scalar(b1w, DT))

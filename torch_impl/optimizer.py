@@ -293,7 +293,7 @@ class ParameterScaled(torch.optim.Optimizer):
         glob, rule = self._global, self.step_rule
         pending = glob.pop("pending", None)
         if pending is not None:
-            part["dot"], part["ssq"] = pending["dot"], pending["ssq"]
+            part.update(_pending_sums(pending))
         tests_f = isinstance(rule, polyak) and loss is not None
         if self.sharded and loss is not None:  # any rank's verdict on its loss is every rank's
             part["loss_bad"] = [(~torch.isfinite(loss)).to(F64)]
@@ -457,8 +457,7 @@ class ParameterScaled(torch.optim.Optimizer):
         # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
         lam_t, rho_t, bc1 = (torch.tensor(x, dtype=F64) for x in (lam, rho, 1 - b1 ** (k + 1)))
         plan, packs, sdots, corrections = sweep1
-        if sdots:
-            dots.append(lam * _reduce(sdots, False))  # lam <g', s_{k-1}>
+        dots.extend((lam, sdot) for sdot in sdots)  # lam <g', s_{k-1}>
         for st in plan.stale_alpha:
             st.pop("alpha", None)  # left by the foreach path: the fused path derives it
         for (dtype, has_z, count), pack in packs:
@@ -517,7 +516,7 @@ class ParameterScaled(torch.optim.Optimizer):
             )
             if is_dadapt:
                 dot, ssq = sums
-                dots.append(lam * dot)  # lam <g', s_{k-1}>
+                dots.append((lam, dot))  # lam <g', s_{k-1}>
                 s_parts.append(ssq)
 
     @torch.no_grad()
@@ -612,7 +611,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 u = torch._foreach_div(cg, alphas)  # g' = g / alpha
                 if is_dadapt:
                     ss = [st["s"] for st in sts]
-                    dots.append(lam * _dot(u, ss))  # lam <g', s_{k-1}> (times rho later)
+                    dots.append((lam, _dot(u, ss)))  # lam <g', s_{k-1}> (times rho later)
                     if k > 0:
                         torch._foreach_mul_(ss, self._rho_s)
                     torch._foreach_add_(ss, torch._foreach_mul(u, lam))  # s += lam g'
@@ -658,7 +657,8 @@ class ParameterScaled(torch.optim.Optimizer):
         s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
         rule: dadapt = self.step_rule
         glob = self._global
-        numerator = glob["numerator"] + values["dot"] * pending["rho_s"]
+        dot = sum(lam * values[f"dot.{i}"] for i, (lam, _) in enumerate(pending["dot"]))
+        numerator = glob["numerator"] + dot * pending["rho_s"]
         s_norm = math.sqrt(values["ssq"])
         if pending["moved"] and s_norm > 0:  # else dhat is not defined and d stays
             factor = 2.0 if rule.dhat == "code" else 1.0
@@ -676,8 +676,7 @@ class ParameterScaled(torch.optim.Optimizer):
         glob = self.state.get("global", {})
         pending = glob.pop("pending", None)
         if pending is not None:
-            sums = {key: pending[key] for key in ("dot", "ssq")}
-            self._dadapt_finish(pending, self._fetch(sums))
+            self._dadapt_finish(pending, self._fetch(_pending_sums(pending)))
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
@@ -714,6 +713,14 @@ class ParameterScaled(torch.optim.Optimizer):
                 key: (value.item() if isinstance(value, torch.Tensor) else value)
                 for key, value in self.state["global"].items()
             }
+
+
+def _pending_sums(pending: dict[str, Any]) -> dict[str, Tensors]:
+    """A pending D-Adaptation step's partial sums, for ``_fetch``: each <g', s_{k-1}> apart
+    (the host weights it by its group's lam), and the ||s_k||^2."""
+    sums = {f"dot.{i}": [dot] for i, (_, dot) in enumerate(pending["dot"])}
+    sums["ssq"] = pending["ssq"]
+    return sums
 
 
 def _reduce(ts: Tensors, largest: bool) -> torch.Tensor:
