@@ -70,6 +70,21 @@ def test_triton_equals_foreach_on_mlp(name):
     assert "alpha" not in opt.state[opt.param_groups[0]["params"][0]]  # it ran fused
 
 
+@pytest.mark.parametrize("name", ["psdasgd-adam", "pssps-rmsprop", "constant-adagrad-b1"])
+def test_programs_that_loop_over_several_blocks_give_the_same_step(name, monkeypatch):
+    """Launches of at most 3 programs, each looping over a share of the MLP's blocks (a
+    model larger than ``FT.PROGRAMS`` blocks runs so): the foreach path's step, and the
+    one-block-per-program step up to the order of the float64 sums."""
+    one_each, _ = _run(MAKERS[name])
+    monkeypatch.setattr(FT, "PROGRAMS", 3)
+    looped, opt = _run(MAKERS[name])
+    ref, _ = _run(MAKERS[name], fused=False)
+    plan = next(iter(opt._plans.values()))
+    assert all(len(kind.blocks[0]) > 3 for kind in plan.layout.kinds)  # several per program
+    assert max_rel_dev(looped, ref) <= 1e-7
+    assert max_rel_dev(looped, one_each) <= 1e-12
+
+
 def test_a_planted_error_in_the_kernels_is_caught(monkeypatch):
     """The kernels' beta2 moved by 1e-3: the comparison above sees it."""
     planted = FT.consts

@@ -47,7 +47,8 @@ F64 = torch.float64
 MAX_TABLES = 16  # pointer tables kept per kind: gradients at new addresses every step
 _data_ptr = torch.Tensor.data_ptr
 _stride = torch.Tensor.stride
-BLOCK = 2048  # elements per program
+BLOCK = 2048  # elements per block
+PROGRAMS = 1024  # programs per launch at most, each looping over its blocks
 WARPS = 8
 ROWS = ("g", "x", "v", "w", "s", "m", "z")  # the pointer table's rows (w: AMSGrad's max)
 
@@ -81,6 +82,7 @@ class Launch(NamedTuple):
     numels: torch.Tensor
     ptrs: torch.Tensor
     n: int
+    blocks_n: int
     programs: int
     counters: tuple[torch.Tensor, torch.Tensor]
 
@@ -178,7 +180,9 @@ def launch(kind: Kind, grads: list[torch.Tensor]) -> Launch:
             kind.tables.clear()
         table = kind.tables[addresses] = pointer_table([list(addresses), *kind.rows],
                                                        kind.key[0])  # fmt: skip
-    return Launch(*kind.blocks, table, len(mine), len(kind.blocks[0]), kind.counters)
+    blocks_n = len(kind.blocks[0])
+    programs = min(blocks_n, PROGRAMS)
+    return Launch(*kind.blocks, table, len(mine), blocks_n, programs, kind.counters)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -242,8 +246,8 @@ def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool):
     out = torch.empty((programs + 1, 4), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
         _rule_kernel[(programs,)](
-            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
-            launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, launch.blocks_n,
+            out, launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
             RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
             num_warps=WARPS,
         )  # fmt: skip
@@ -270,8 +274,8 @@ def move_sweep(
     out = torch.empty((programs + 1 if dadapt else 1, 2), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
         _move_kernel[(programs,)](
-            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, out,
-            launch.counters[1], c.beta2, c.omb2, c.eps, c.bc2, c.root, c.b1w,
+            launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, launch.blocks_n,
+            out, launch.counters[1], c.beta2, c.omb2, c.eps, c.bc2, c.root, c.b1w,
             c.betaw, c.bc1, lam, rho, RULE=rule_code(rule), DADAPT=dadapt,
             FIRST=first_moment, HAS_Z=has_z, AVERAGE=average, DT=_TL_DTYPES[dtype],
             XT=_TL_DTYPES[x_dtype], BLOCK=BLOCK, num_warps=WARPS,
@@ -344,11 +348,11 @@ if triton is not None:
         return v, w
 
     @triton.jit
-    def _program(blocks, starts, numels, ptrs, n, RULE: tl.constexpr, DT: tl.constexpr,
+    def _program(b, blocks, starts, numels, ptrs, n, RULE: tl.constexpr, DT: tl.constexpr,
                  BLOCK: tl.constexpr):  # fmt: skip
-        # this program's tensor t, its elements offs (mask: inside it), g and the rule state
-        t = tl.load(blocks + tl.program_id(0))
-        offs = tl.load(starts + tl.program_id(0)) + tl.arange(0, BLOCK)
+        # block b's tensor t, its elements offs (mask: inside it), g and the rule state
+        t = tl.load(blocks + b)
+        offs = tl.load(starts + b) + tl.arange(0, BLOCK)
         mask = offs < tl.load(numels + t)
         g = tl.load(_address(ptrs, 0, n, t, DT) + offs, mask=mask, other=0.0)
         v, w = _load_rule_state(ptrs, n, t, offs, mask, g, RULE, DT)
@@ -389,68 +393,95 @@ if triton is not None:
             tl.atomic_xchg(counter, 0)
 
     @triton.jit
-    def _rule_kernel(blocks, starts, numels, ptrs, n, out, counter, beta2: tl.float64,
-                     omb2: tl.float64, eps: tl.float64, root_prev: tl.float64, bc2: tl.float64,
-                     root: tl.float64, RULE: tl.constexpr, POLYAK: tl.constexpr,
-                     DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    def _rule_kernel(blocks, starts, numels, ptrs, n, nblocks, out, counter,
+                     beta2: tl.float64, omb2: tl.float64, eps: tl.float64,
+                     root_prev: tl.float64, bc2: tl.float64, root: tl.float64,
+                     RULE: tl.constexpr, POLYAK: tl.constexpr, DT: tl.constexpr,
+                     BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
-        t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-        eps = _scalar(eps, DT)
-        prev = _alpha(v, w, g, eps, _scalar(root_prev, DT), RULE)  # alpha_{k-1}, from the state
-        v, w = _advance(v, w, g, _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT), RULE)
-        a = _alpha(v, w, g, eps, _scalar(root, DT), RULE)  # advanced in registers only
-        tl.store(out + pid * 4, tl.max(tl.where(mask, _div(a, prev), 0.0)).to(tl.float64))
-        tl.store(out + pid * 4 + 1, tl.max(tl.where(mask, a, 0.0)).to(tl.float64))
-        if POLYAK:
-            u = _div(g, a).to(tl.float64)  # g' = g / alpha
-            tl.store(out + pid * 4 + 2, tl.sum(u * u))
-        else:
-            tl.store(out + pid * 4 + 2, 0.0)
-        g64 = g.to(tl.float64)
-        tl.store(out + pid * 4 + 3, tl.sum(g64 * g64))  # ||g||^2: the finite check
+        eps, root_prev, root = _scalar(eps, DT), _scalar(root_prev, DT), _scalar(root, DT)
+        beta2, omb2, bc2 = _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT)
+        top_ratio = tl.zeros((BLOCK,), DT)  # element-wise over this program's blocks
+        top_alpha = tl.zeros((BLOCK,), DT)
+        gsq = tl.zeros((BLOCK,), tl.float64)
+        gradsq = tl.zeros((BLOCK,), tl.float64)
+        b = pid
+        while b < nblocks:  # blocks pid, pid + programs, ...: always the same order
+            t, offs, mask, g, v, w = _program(b, blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
+            prev = _alpha(v, w, g, eps, root_prev, RULE)  # alpha_{k-1}, from the state
+            v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)  # in registers only
+            a = _alpha(v, w, g, eps, root, RULE)
+            top_ratio = tl.maximum(top_ratio, tl.where(mask, _div(a, prev), 0.0))
+            top_alpha = tl.maximum(top_alpha, tl.where(mask, a, 0.0))
+            if POLYAK:
+                u = _div(g, a).to(tl.float64)  # g' = g / alpha (0 outside the tensor)
+                gsq += u * u
+            g64 = g.to(tl.float64)
+            gradsq += g64 * g64  # ||g||^2: the finite check
+            b += tl.num_programs(0)
+        tl.store(out + pid * 4, tl.max(top_ratio).to(tl.float64))
+        tl.store(out + pid * 4 + 1, tl.max(top_alpha).to(tl.float64))
+        tl.store(out + pid * 4 + 2, tl.sum(gsq))
+        tl.store(out + pid * 4 + 3, tl.sum(gradsq))
         _reduce_last(out, counter, 4, 2)
 
     @triton.jit
-    def _move_kernel(blocks, starts, numels, ptrs, n, out, counter, beta2: tl.float64,
-                     omb2: tl.float64, eps: tl.float64, bc2: tl.float64, root: tl.float64,
-                     b1w: tl.float64, betaw: tl.float64, bc1: tl.float64, lam: tl.float64,
-                     rho: tl.float64, RULE: tl.constexpr, DADAPT: tl.constexpr,
-                     FIRST: tl.constexpr, HAS_Z: tl.constexpr, AVERAGE: tl.constexpr,
-                     DT: tl.constexpr, XT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    def _move_kernel(blocks, starts, numels, ptrs, n, nblocks, out, counter,
+                     beta2: tl.float64, omb2: tl.float64, eps: tl.float64, bc2: tl.float64,
+                     root: tl.float64, b1w: tl.float64, betaw: tl.float64, bc1: tl.float64,
+                     lam: tl.float64, rho: tl.float64, RULE: tl.constexpr,
+                     DADAPT: tl.constexpr, FIRST: tl.constexpr, HAS_Z: tl.constexpr,
+                     AVERAGE: tl.constexpr, DT: tl.constexpr, XT: tl.constexpr,
+                     BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
-        t, offs, mask, g, v, w = _program(blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-        v, w = _advance(v, w, g, _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT), RULE)
-        if RULE >= 1:
-            tl.store(_address(ptrs, 2, n, t, DT) + offs, v, mask=mask)
-        if RULE >= 4:
-            tl.store(_address(ptrs, 3, n, t, DT) + offs, w, mask=mask)
-        a = _alpha(v, w, g, _scalar(eps, DT), _scalar(root, DT), RULE)
-        lam = _scalar(lam, DT)
-        u = _div(g, a)  # g' = g / alpha
-        if DADAPT:
-            s_at = _address(ptrs, 4, n, t, DT) + offs
-            s = tl.load(s_at, mask=mask, other=0.0)
-            tl.store(out + pid * 2, tl.sum(u.to(tl.float64) * s.to(tl.float64)))  # <g', s>
-            s = s * _scalar(rho, DT) + u * lam  # s = rho s + lam g'
-            tl.store(s_at, s, mask=mask)
-            s64 = s.to(tl.float64)
-            tl.store(out + pid * 2 + 1, tl.sum(s64 * s64))
-            _reduce_last(out, counter, 2, 0)
-        if FIRST:
-            m_at = _address(ptrs, 5, n, t, DT) + offs
-            m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, _scalar(b1w, DT))
-            tl.store(m_at, m, mask=mask)
-            u = _div(_div(m, _scalar(bc1, DT)), a)  # mhat / alpha
-        step = _div(u, a) * -lam  # -lam mhat / alpha**2
-        x_at = _address(ptrs, 1, n, t, XT) + offs
-        if HAS_Z:
-            z_at = _address(ptrs, 6, n, t, DT) + offs
-            z = tl.load(z_at, mask=mask, other=0.0) + step
-            tl.store(z_at, z, mask=mask)
-            if AVERAGE:  # x = beta x + (1 - beta) z, in the state's dtype, then rounded
-                x = tl.load(x_at, mask=mask, other=0.0).to(DT)
-                tl.store(x_at, _lerp(x, z, _scalar(betaw, DT)).to(XT), mask=mask)
+        beta2, omb2, bc2 = _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT)
+        eps, root, lam, rho = (
+            _scalar(eps, DT),
+            _scalar(root, DT),
+            _scalar(lam, DT),
+            _scalar(rho, DT),
+        )
+        b1w, betaw, bc1 = _scalar(b1w, DT), _scalar(betaw, DT), _scalar(bc1, DT)
+        dots = tl.zeros((BLOCK,), tl.float64)  # element-wise over this program's blocks
+        ssq = tl.zeros((BLOCK,), tl.float64)
+        b = pid
+        while b < nblocks:  # blocks pid, pid + programs, ...: always the same order
+            t, offs, mask, g, v, w = _program(b, blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
+            v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)
+            if RULE >= 1:
+                tl.store(_address(ptrs, 2, n, t, DT) + offs, v, mask=mask)
+            if RULE >= 4:
+                tl.store(_address(ptrs, 3, n, t, DT) + offs, w, mask=mask)
+            a = _alpha(v, w, g, eps, root, RULE)
+            u = _div(g, a)  # g' = g / alpha
+            if DADAPT:
+                s_at = _address(ptrs, 4, n, t, DT) + offs
+                s = tl.load(s_at, mask=mask, other=0.0)
+                dots += u.to(tl.float64) * s.to(tl.float64)  # <g', s_{k-1}>
+                s = s * rho + u * lam  # s = rho s + lam g'
+                tl.store(s_at, s, mask=mask)
+                s64 = s.to(tl.float64)
+                ssq += s64 * s64
+            if FIRST:
+                m_at = _address(ptrs, 5, n, t, DT) + offs
+                m = _lerp(tl.load(m_at, mask=mask, other=0.0), g, b1w)
+                tl.store(m_at, m, mask=mask)
+                u = _div(_div(m, bc1), a)  # mhat / alpha
+            step = _div(u, a) * -lam  # -lam mhat / alpha**2
+            x_at = _address(ptrs, 1, n, t, XT) + offs
+            if HAS_Z:
+                z_at = _address(ptrs, 6, n, t, DT) + offs
+                z = tl.load(z_at, mask=mask, other=0.0) + step
+                tl.store(z_at, z, mask=mask)
+                if AVERAGE:  # x = beta x + (1 - beta) z, in the state's dtype, then rounded
+                    x = tl.load(x_at, mask=mask, other=0.0).to(DT)
+                    tl.store(x_at, _lerp(x, z, betaw).to(XT), mask=mask)
+                else:
+                    tl.store(x_at, z.to(XT), mask=mask)
             else:
-                tl.store(x_at, z.to(XT), mask=mask)
-        else:
-            tl.store(x_at, tl.load(x_at, mask=mask, other=0.0) + step, mask=mask)
+                tl.store(x_at, tl.load(x_at, mask=mask, other=0.0) + step, mask=mask)
+            b += tl.num_programs(0)
+        if DADAPT:
+            tl.store(out + pid * 2, tl.sum(dots))
+            tl.store(out + pid * 2 + 1, tl.sum(ssq))
+            _reduce_last(out, counter, 2, 0)
