@@ -210,6 +210,11 @@ class ParameterScaled(torch.optim.Optimizer):
                 st["g0"] = torch.zeros_like(x)
         return st
 
+    def _states(self, group: dict[str, Any], ps: Tensors) -> list[dict[str, Any]]:
+        """The state dicts of ``ps``, made where a parameter has none yet."""
+        sts = list(map(self.state.__getitem__, ps))  # no Python loop on the common path
+        return sts if all(sts) else [self._init_param(p, group) for p in ps]
+
     def _check_state_made(self, group: dict[str, Any], sts: list[dict]) -> None:
         """``momentum`` and ``first_moment`` need state made at a parameter's first step
         (the averaged iterate z, the first moment m): switching one on later is refused
@@ -504,12 +509,8 @@ class ParameterScaled(torch.optim.Optimizer):
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else 1.0
         plan, _, launches = sweep1
-        for st in plan.stale_alpha:
-            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
         states = plan.states
         for kind, launch, consts in launches:
-            for i in kind.indices:
-                states[i]["scaling.0"] += 1
             _, dtype, x_dtype, has_z, _ = kind.key
             sums = FT.move_sweep(
                 rule, launch, consts, dtype, x_dtype, lam, rho, is_dadapt, b1 > 0, has_z, beta > 0
@@ -518,6 +519,10 @@ class ParameterScaled(torch.optim.Optimizer):
                 dot, ssq = sums
                 dots.append((lam, dot))  # lam <g', s_{k-1}>
                 s_parts.append(ssq)
+            for i in kind.indices:  # after the launch: the GPU need not wait for this loop
+                states[i]["scaling.0"] += 1
+        for st in plan.stale_alpha:
+            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
@@ -537,7 +542,7 @@ class ParameterScaled(torch.optim.Optimizer):
             )
         f = None if loss is None else _loss_value(loss, batches[0][1][0].device, self.sharded)
         # zeros: a refused step leaves them as they were
-        batches = [(gr, ps, gs, [self._init_param(p, gr) for p in ps]) for gr, ps, gs in batches]
+        batches = [(gr, ps, gs, self._states(gr, ps)) for gr, ps, gs in batches]
         for group, _, _, sts in batches:
             self._check_state_made(group, sts)
         part = {}
