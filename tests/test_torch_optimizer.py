@@ -124,6 +124,31 @@ def test_resume_is_bit_identical(make, dtype):
     assert all(type(v) is float for k, v in saved.items() if k != "k")
 
 
+def test_a_checkpoint_with_tensor_estimates_resumes():
+    """Checkpoints written before the estimates moved to the host hold them as float64 0-dim
+    tensors: they load as floats, and the run continues bit-identically."""
+    model, X, y = digits_mlp()
+    opt = T.PSDASGD(model.parameters())
+    idx = batches(30)
+    train(model, opt, X, y, idx[:15])
+    saved = copy.deepcopy(opt.state_dict())
+    as_tensors = copy.deepcopy(saved)
+    glob = as_tensors["state"]["global"]
+    as_tensors["state"]["global"] = {
+        key: torch.tensor(v, dtype=torch.float64) if isinstance(v, float) else v
+        for key, v in glob.items()
+    }
+    runs = []
+    for sd in (saved, as_tensors):
+        m = copy.deepcopy(model)
+        o = T.PSDASGD(m.parameters())
+        o.load_state_dict(sd)
+        assert all(type(v) is float for key, v in o.state["global"].items() if key != "k")
+        train(m, o, X, y, idx, start=15)
+        runs.append(flat(m))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 @pytest.mark.parametrize("scaling", ["identity", "adagrad", "rmsprop", "adam", "amsgrad"])
 @pytest.mark.parametrize("opt_name", ["psdasgd", "pssps"])
 def test_foreach_equals_per_tensor(scaling, opt_name):

@@ -13,14 +13,18 @@ whole model):
 Conventions (README, "torch_impl"):
 - a group's ``lr`` multiplies the step-size rule's step: it is the schedule ``gamma_k``,
   so ``torch.optim.lr_scheduler`` works unchanged;
-- scalar statistics (``d``, the numerator, ``||g_0||``, sums of squares, inner products)
-  are float64 tensors on the parameters' device, kept in ``optimizer.state["global"]``;
+- the global estimates (``d``, the numerator, ``||g_0||``, ``lr``, ``rho``) are float64
+  Python floats in ``optimizer.state["global"]``: the step-size rule runs on the host, from
+  reductions (sums of squares, inner products, maxima) made on the device;
 - bfloat16 / float16 parameters keep their optimizer state in float32, with a float32
   master copy ``z`` of the parameter (the parameter is its rounding);
-- one host synchronisation per step: the finiteness of the gradients (and of the loss,
-  and ``f >= f*`` for PS-SPS) is checked before anything is changed, so a refused step
-  leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
-  instead of raising (for use with GradScaler-style loops);
+- one host synchronisation per step on the fused paths (two on the others: their sweep 1
+  changes state, so it runs after the check): the finiteness of the gradients (and of the
+  loss, and ``f >= f*`` for PS-SPS) is checked before anything is changed, so a refused
+  step leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
+  instead of raising (for use with GradScaler-style loops). The same copy brings the
+  reductions the step size needs and the last step's D-Adaptation sums, finished then (or
+  by ``stats()`` / ``state_dict()``);
 - three paths compute the same step: foreach (default, ``torch._foreach_*``), per tensor
   (theory's rule objects through the array API; any rule) and fused (``fused=True``: on
   the CPU compiled sweeps, ``torch_impl.fused``; on CUDA one Triton launch per sweep,
