@@ -8,9 +8,9 @@ CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on p
 dozen or two kernel calls whatever the model:
 
 - ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
-  ``max(alpha_k / alpha_{k-1})``, ``max(alpha_k)``, ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>``
-  and ``||g||^2``. Writing nothing makes it double as the finite check: a step refused
-  after it has changed nothing;
+  ``max(alpha_k / alpha_{k-1})`` (where the step-size rule uses rho), ``max(alpha_k)``,
+  ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>`` and ``||g||^2``. Writing nothing makes it
+  double as the finite check: a step refused after it has changed nothing;
 - ``move_sweep`` (reads g, rule state, s, m, z, x; writes them): the rule's state update,
   ``s = rho s + lam g'``, ``||s_k||^2``, the first moment, ``z -= lam mhat / alpha**2`` and
   ``x = beta x + (1 - beta) z``.
@@ -67,18 +67,23 @@ def rule_sweep(
     rule_tensors: list[tuple],
     ss: Tensors | None,
     polyak: bool,
+    ratio: bool,
 ) -> tuple[torch.Tensor, ...]:
-    """Reductions only, nothing written: over the tensors, (max alpha_k / alpha_{k-1},
-    max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``), ||g||^2), g' = g / alpha_k.
+    """Reductions only, nothing written: over the tensors, (max alpha_k / alpha_{k-1} (0
+    unless ``ratio``), max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``),
+    ||g||^2), g' = g / alpha_k.
     alpha_k comes from the state advanced on copies, alpha_{k-1} from the state itself, so
     neither is stored; sweep 2 advances the state."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    prev = fr.alpha(rule, c_prev, states, gs)
+    prev = fr.alpha(rule, c_prev, states, gs) if ratio else None
     ahead = _states([tuple(_clone(t) for t in ts) for ts in rule_tensors])
     fr.advance(rule, c, ahead, gs)  # on copies: sweep 2 advances the state itself
     alphas = fr.alpha(rule, c, ahead, gs)
-    ratio = _max([a / b for a, b in zip(alphas, prev, strict=True)])  # rho_k candidate
     amax = _max(alphas)
+    if prev is not None:  # rho_k candidate
+        ratio = _max([a / b for a, b in zip(alphas, prev, strict=True)])
+    else:
+        ratio = amax * 0
     us = [g / a for g, a in zip(gs, alphas, strict=True)]  # g'
     gsq = _sum([u.to(F64).square() for u in us]) if polyak else amax * 0
     sdot = amax * 0

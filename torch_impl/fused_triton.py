@@ -8,8 +8,9 @@ list of tensors: a block table maps each program to (tensor, offset) and a point
 holds each tensor's address, so a step is two launches per kind of tensor (dtype, master
 copy, step count: one kind in a plain model) and a few reductions of per-program partials:
 
-- ``rule_sweep`` (reads g and the rule state; writes nothing): max(alpha_k / alpha_{k-1}),
-  max(alpha_k), ||g'||^2 (PS-SPS) and ||g||^2 (the finite check);
+- ``rule_sweep`` (reads g and the rule state; writes nothing): max(alpha_k / alpha_{k-1})
+  (where the step-size rule uses rho), max(alpha_k), ||g'||^2 (PS-SPS) and ||g||^2 (the
+  finite check);
 - ``move_sweep`` (reads and writes rule state, s, m, z, x once): the rule's state update,
   <g', s_{k-1}> and ``s = rho s + lam g'`` (D-Adaptation) with ||s_k||^2, the first
   moment, ``z -= lam mhat / alpha**2`` and ``x = beta x + (1 - beta) z``.
@@ -240,16 +241,17 @@ def _on(device: torch.device):
     return torch.cuda.device(device)
 
 
-def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool):
-    """Sweep 1: float64 0-dim (max ratio, max alpha, ||g'||^2, ||g||^2)."""
+def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool, ratio: bool):
+    """Sweep 1: float64 0-dim (max ratio (0 unless ``ratio``), max alpha, ||g'||^2,
+    ||g||^2)."""
     programs = launch.programs  # rows of partials, then the reduced row
     out = torch.empty((programs + 1, 4), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
         _rule_kernel[(programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, launch.blocks_n,
             out, launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
-            RULE=rule_code(rule), POLYAK=polyak, DT=_TL_DTYPES[dtype], BLOCK=BLOCK,
-            num_warps=WARPS,
+            RULE=rule_code(rule), POLYAK=polyak, RATIO=ratio, DT=_TL_DTYPES[dtype],
+            BLOCK=BLOCK, num_warps=WARPS,
         )  # fmt: skip
     return out[programs].unbind()
 
@@ -396,8 +398,8 @@ if triton is not None:
     def _rule_kernel(blocks, starts, numels, ptrs, n, nblocks, out, counter,
                      beta2: tl.float64, omb2: tl.float64, eps: tl.float64,
                      root_prev: tl.float64, bc2: tl.float64, root: tl.float64,
-                     RULE: tl.constexpr, POLYAK: tl.constexpr, DT: tl.constexpr,
-                     BLOCK: tl.constexpr):  # fmt: skip
+                     RULE: tl.constexpr, POLYAK: tl.constexpr, RATIO: tl.constexpr,
+                     DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
         eps, root_prev, root = _scalar(eps, DT), _scalar(root_prev, DT), _scalar(root, DT)
         beta2, omb2, bc2 = _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT)
@@ -408,10 +410,12 @@ if triton is not None:
         b = pid
         while b < nblocks:  # blocks pid, pid + programs, ...: always the same order
             t, offs, mask, g, v, w = _program(b, blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-            prev = _alpha(v, w, g, eps, root_prev, RULE)  # alpha_{k-1}, from the state
+            if RATIO:  # alpha_{k-1}, from the state (half of this sweep's arithmetic)
+                prev = _alpha(v, w, g, eps, root_prev, RULE)
             v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)  # in registers only
             a = _alpha(v, w, g, eps, root, RULE)
-            top_ratio = tl.maximum(top_ratio, tl.where(mask, _div(a, prev), 0.0))
+            if RATIO:
+                top_ratio = tl.maximum(top_ratio, tl.where(mask, _div(a, prev), 0.0))
             top_alpha = tl.maximum(top_alpha, tl.where(mask, a, 0.0))
             if POLYAK:
                 u = _div(g, a).to(tl.float64)  # g' = g / alpha (0 outside the tensor)

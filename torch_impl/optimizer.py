@@ -435,7 +435,8 @@ class ParameterScaled(torch.optim.Optimizer):
         rule = group["scaling"]
         is_polyak = isinstance(self.step_rule, polyak)
         is_dadapt = isinstance(self.step_rule, dadapt)
-        want_ratio = self._needs_rho() and k > 0
+        with_rho = self._needs_rho()  # the kernel's variant: fixed for a run
+        want_ratio = with_rho and k > 0
         plan = self._plan(group, ps, sts, F.packs)
         packs = []
         for (dtype, has_z, _), pack in plan.layout:
@@ -448,10 +449,11 @@ class ParameterScaled(torch.optim.Optimizer):
         corrections = {n: F.tensor_correction(rule, n) for n in counts}  # once per step count
         for (dtype, _, count), pack in packs:
             c_prev, c = corrections[count - 1], corrections[count]
-            run = F.kernel(F.rule_sweep, type(rule), dtype, is_polyak, is_dadapt, len(pack))
+            variant = (type(rule), dtype, is_polyak, is_dadapt, with_rho, len(pack))
+            run = F.kernel(F.rule_sweep, *variant)
             ratio, amax, gsq, sdot, gradsq = run(
                 rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
-                [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak,
+                [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak, with_rho,
             )  # fmt: skip
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
             if is_dadapt:
@@ -501,7 +503,9 @@ class ParameterScaled(torch.optim.Optimizer):
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
             launch = FT.launch(kind, gs)
             consts = FT.consts(rule, count, b1, k, beta)
-            ratio, amax, gsq, gradsq = FT.rule_sweep(rule, launch, consts, dtype, is_polyak)
+            ratio, amax, gsq, gradsq = FT.rule_sweep(
+                rule, launch, consts, dtype, is_polyak, self._needs_rho()
+            )
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
             launches.append((kind, launch, consts))
         # the gradients copied into their parameters' layout must live until sweep 2
