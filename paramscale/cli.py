@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -108,6 +109,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from paramscale import bench as B
 
+    if args.kernels:
+        if importlib.util.find_spec("triton") is None:
+            print("paramscale bench: --kernels needs Triton (not installed)", file=sys.stderr)
+            return 2
+        from paramscale import sass
+
+        print(sass.table())
+        return 0
     try:
         sizes = [int(float(v.rstrip("Mm")) * 1e6) for v in args.sizes.split(",")]
     except ValueError:
@@ -251,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-reference",
         action="store_true",
         help="skip the NumPy throughput and claim-sweep timings",
+    )
+    b.add_argument(
+        "--kernels",
+        action="store_true",
+        help="instead: instructions per element of the CUDA sweeps' main loops, compiled "
+        "for an H100 (sm_90) with Triton's assembler; no GPU needed (paramscale/sass.py)",
     )
     b.set_defaults(func=_bench)
 
