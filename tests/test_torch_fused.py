@@ -21,6 +21,7 @@ from tests.oracle import max_rel_dev
 from tests.test_torch_optimizer import (
     _assert_same_state,
     _state_copy,
+    assert_late_layer_adam_equals_torch,
     batches,
     digits_mlp,
     flat,
@@ -202,6 +203,12 @@ def test_parameter_with_its_first_gradient_late():
     the three paths agree, which they did not when the foreach path used the global k."""
     paths = [{"fused": True}, {"foreach": True}, {"foreach": False}]
     assert_late_parameter_agrees(paths, "cpu", 12)
+
+
+def test_fused_late_layer_adam_equals_torch():
+    """torch.optim.Adam, with a layer whose first gradient comes late (the first moment's
+    bias correction counts the layer's own steps)."""
+    assert_late_layer_adam_equals_torch({"fused": True})
 
 
 def assert_late_parameter_agrees(paths, device, steps):

@@ -24,7 +24,13 @@ from tests.test_torch_fused import (
     assert_stale_plan_caught,
     cases,
 )
-from tests.test_torch_optimizer import batches, digits_mlp, flat, train
+from tests.test_torch_optimizer import (
+    assert_late_layer_adam_equals_torch,
+    batches,
+    digits_mlp,
+    flat,
+    train,
+)
 from tests.test_torch_vs_theory import _compare, _rule_pair
 from theory import optimizers as O
 from theory import scaling as S
@@ -143,6 +149,10 @@ def test_triton_parameter_with_its_first_gradient_late():
     """As test_torch_fused's: a layer without gradients for 5 steps has its own step count
     (its own launch: a kind of its own) and no alpha_{k-1} in rho at its first step."""
     assert_late_parameter_agrees([{"fused": True}, {"foreach": True}], DEVICE, 10)
+
+
+def test_triton_late_layer_adam_equals_torch():
+    assert_late_layer_adam_equals_torch({"fused": True}, DEVICE)
 
 
 def test_triton_layouts():

@@ -329,6 +329,32 @@ def test_state_check_detects_a_change():
         _assert_same_state(opt.state_dict()["state"], before["state"])
 
 
+def assert_late_layer_adam_equals_torch(path, device="cpu", steps=12, late=5):
+    """ParameterScaled(constant, adam, first_moment) is torch.optim.Adam, also for a layer
+    whose first gradient comes at step ``late``: both bias corrections (first and second
+    moment) count the layer's own steps, as torch's per-parameter ``step`` does."""
+    runs = []
+    for make in (
+        lambda ps: torch.optim.Adam(ps, lr=0.01),
+        lambda ps: T.ParameterScaled(ps, constant(0.01), "adam", first_moment=0.9, **path),
+    ):
+        model, X, y = digits_mlp(device=device)
+        opt = make(model.parameters())
+        for k, idx in enumerate(batches(steps)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            if k < late:
+                model[2].weight.grad = model[2].bias.grad = None
+            opt.step()
+        runs.append(flat(model))
+    assert max_rel_dev(runs[1], runs[0]) <= 1e-12
+
+
+@pytest.mark.parametrize("path", [{"foreach": True}, {"foreach": False}])
+def test_late_layer_adam_equals_torch(path):
+    assert_late_layer_adam_equals_torch(path)
+
+
 @pytest.mark.parametrize("path", [{"foreach": True}, {"foreach": False}, {"fused": True}])
 @pytest.mark.parametrize("key", ["momentum", "first_moment"])
 def test_switching_on_state_making_hyperparameters_later_is_refused(path, key):

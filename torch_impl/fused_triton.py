@@ -198,9 +198,9 @@ def _dense(t: torch.Tensor) -> bool:
 
 
 class Consts(NamedTuple):
-    """Sweep scalars for tensors at step ``count`` (global step k), float64 kernel
-    arguments: beta2, 1 - beta2, eps, sqrt(bc2) of step count-1, bc2 and sqrt(bc2) of step
-    count, lerp weights 1 - b1 (first moment) and 1 - beta (averaging), 1 - b1^(k+1)."""
+    """Sweep scalars for tensors at their own step ``count``, float64 kernel arguments:
+    beta2, 1 - beta2, eps, sqrt(bc2) of step count-1, bc2 and sqrt(bc2) of step count, lerp
+    weights 1 - b1 (first moment) and 1 - beta (averaging), 1 - b1^(count+1)."""
 
     beta2: float
     omb2: float
@@ -213,14 +213,14 @@ class Consts(NamedTuple):
     bc1: float
 
 
-def consts(rule: Any, count: int, b1: float, k: int, beta: float) -> Consts:
+def consts(rule: Any, count: int, b1: float, beta: float) -> Consts:
     """The sweep scalars (``Consts``) of ``rule`` for tensors at step ``count``."""
     beta2 = getattr(rule, "beta2", 0.0)
     bc2_prev = 1 - beta2**count if beta2 else 1.0
     bc2 = 1 - beta2 ** (count + 1) if beta2 else 1.0
     root_prev = bc2_prev**0.5 if count > 0 else 1.0  # unused at a tensor's first step
     return Consts(beta2, 1 - beta2, getattr(rule, "eps", 0.0), root_prev, bc2, bc2**0.5,
-                  1 - b1, 1 - beta, 1 - b1 ** (k + 1))  # fmt: skip
+                  1 - b1, 1 - beta, 1 - b1 ** (count + 1))  # fmt: skip
 
 
 _TL_DTYPES = {}

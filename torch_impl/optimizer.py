@@ -460,17 +460,19 @@ class ParameterScaled(torch.optim.Optimizer):
                 sdots.append(sdot)
         self._fused_step[id(group)] = (self._inductor_move, (plan, packs, sdots, corrections))
 
-    def _inductor_move(self, group, lam, k: int, dots, s_parts, sweep1) -> None:
+    def _inductor_move(self, group, lam, dots, s_parts, sweep1) -> None:
         """Sweep 2 as compiled kernels (``torch_impl.fused.move_sweep``) over sweep 1's packs."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
         rho = self._rho_s if is_dadapt else 1.0
         # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
-        lam_t, rho_t, bc1 = (torch.tensor(x, dtype=F64) for x in (lam, rho, 1 - b1 ** (k + 1)))
+        lam_t, rho_t = (torch.tensor(x, dtype=F64) for x in (lam, rho))
         plan, packs, sdots, corrections = sweep1
         dots.extend((lam, sdot) for sdot in sdots)  # lam <g', s_{k-1}>
         for st in plan.stale_alpha:
             st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+        # 1 - b1^n, n the tensors' own steps (this one included), per step count
+        bc1s = {n: torch.tensor(1 - b1 ** (n + 1), dtype=F64) for (_, _, n), _ in packs}
         for (dtype, has_z, count), pack in packs:
             c = corrections[count]  # sweep 1's
             for st, _, _ in pack:
@@ -483,7 +485,7 @@ class ParameterScaled(torch.optim.Optimizer):
             )
             ssq = run(
                 rule, c, [g for _, _, g in pack], views["rule"], present["s"], present["m"],
-                present["z"], views["x"], lam_t, rho_t, b1, bc1, beta,
+                present["z"], views["x"], lam_t, rho_t, b1, bc1s[count], beta,
             )  # fmt: skip
             if is_dadapt:
                 s_parts.append(ssq)
@@ -502,7 +504,7 @@ class ParameterScaled(torch.optim.Optimizer):
             dtype = kind.key[1]
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
             launch = FT.launch(kind, gs)
-            consts = FT.consts(rule, count, b1, k, beta)
+            consts = FT.consts(rule, count, b1, beta)
             ratio, amax, gsq, gradsq = FT.rule_sweep(
                 rule, launch, consts, dtype, is_polyak, self._needs_rho()
             )
@@ -511,7 +513,7 @@ class ParameterScaled(torch.optim.Optimizer):
         # the gradients copied into their parameters' layout must live until sweep 2
         self._fused_step[id(group)] = (self._triton_move, (plan, gs, launches))
 
-    def _triton_move(self, group, lam, k: int, dots, s_parts, sweep1) -> None:
+    def _triton_move(self, group, lam, dots, s_parts, sweep1) -> None:
         """Sweep 2 as one Triton launch per kind of tensor, with <g', s_{k-1}> and ||s_k||^2."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_dadapt = isinstance(self.step_rule, dadapt)
@@ -616,8 +618,10 @@ class ParameterScaled(torch.optim.Optimizer):
             lam = base * group["lr"]
             if self.fused:
                 move, sweep1 = self._fused_step.pop(id(group))
-                move(group, lam, k, dots, s_parts, sweep1)
+                move(group, lam, dots, s_parts, sweep1)
                 continue
+            b1 = group["first_moment"]
+            own_steps = b1 > 0 and _counts_own_steps(group["scaling"], gs[0])
             _, chunks = self._chunks(group, ps, gs, states)
             for cp, cg, sts in chunks:
                 alphas = [st["alpha"] for st in sts]
@@ -629,11 +633,12 @@ class ParameterScaled(torch.optim.Optimizer):
                         torch._foreach_mul_(ss, self._rho_s)
                     torch._foreach_add_(ss, torch._foreach_mul(u, lam))  # s += lam g'
                     s_parts.append(torch.stack(torch._foreach_norm(ss)).to(F64).square().sum())
-                b1 = group["first_moment"]
                 if b1 > 0:
                     ms = [st["m"] for st in sts]
                     torch._foreach_lerp_(ms, cg, 1 - b1)  # m = b1 m + (1-b1) g
-                    u = torch._foreach_div(ms, 1 - b1 ** (k + 1))
+                    # mhat = m / (1 - b1^n), n the tensor's own steps, as torch.optim.Adam
+                    n = [st["scaling.0"] for st in sts] if own_steps else [k + 1] * len(sts)
+                    u = torch._foreach_div(ms, [1 - b1**i for i in n])
                     torch._foreach_div_(u, alphas)
                 torch._foreach_div_(u, alphas)  # u = mhat / alpha**2
                 torch._foreach_mul_(u, -lam)
@@ -734,6 +739,14 @@ def _pending_sums(pending: dict[str, Any]) -> dict[str, Tensors]:
     sums = {f"dot.{i}": [dot] for i, (_, dot) in enumerate(pending["dot"])}
     sums["ssq"] = pending["ssq"]
     return sums
+
+
+def _counts_own_steps(rule: Any, g: torch.Tensor) -> bool:
+    """Whether ``rule``'s state is a ``Moments``, whose ``k`` (``scaling.0``, advanced by
+    sweep 1) counts its tensor's own steps: every built-in rule's is. A rule with another
+    state keeps no count the optimizer can read; its first moment then counts the global
+    steps (README, choices)."""
+    return isinstance(rule.init(g[:0]), S.Moments)
 
 
 def _reduce(ts: Tensors, largest: bool) -> torch.Tensor:
