@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
+from theory.scaling import Moments
+
 
 @dataclass(frozen=True)
 class max_normalised_adam:
@@ -22,11 +24,11 @@ class max_normalised_adam:
     monotone: bool = False
 
     def init(self, x0):
-        return (0, array_namespace(x0).zeros_like(x0))
+        # a Moments state: torch_impl reads its k as the parameter's own step count
+        return Moments(0, array_namespace(x0).zeros_like(x0))
 
     def update(self, state, g, x):
         xp = array_namespace(g)
-        k, v = state
-        v = self.beta2 * v + (1 - self.beta2) * g * g
-        r = xp.sqrt(v / (1 - self.beta2 ** (k + 1)))
-        return xp.sqrt(r / (xp.max(r) + self.eps) + self.eps), (k + 1, v)
+        v = self.beta2 * state.v + (1 - self.beta2) * g * g
+        r = xp.sqrt(v / (1 - self.beta2 ** (state.k + 1)))
+        return xp.sqrt(r / (xp.max(r) + self.eps) + self.eps), Moments(state.k + 1, v)
