@@ -67,15 +67,15 @@ def rule_sweep(
     rule_tensors: list[tuple],
     ss: Tensors | None,
     polyak: bool,
-    ratio: bool,
+    with_ratio: bool,
 ) -> tuple[torch.Tensor, ...]:
     """Reductions only, nothing written: over the tensors, (max alpha_k / alpha_{k-1} (0
-    unless ``ratio``), max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``),
+    unless ``with_ratio``), max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``),
     ||g||^2), g' = g / alpha_k.
     alpha_k comes from the state advanced on copies, alpha_{k-1} from the state itself, so
     neither is stored; sweep 2 advances the state."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    prev = fr.alpha(rule, c_prev, states, gs) if ratio else None
+    prev = fr.alpha(rule, c_prev, states, gs) if with_ratio else None
     ahead = _states([tuple(_clone(t) for t in ts) for ts in rule_tensors])
     fr.advance(rule, c, ahead, gs)  # on copies: sweep 2 advances the state itself
     alphas = fr.alpha(rule, c, ahead, gs)

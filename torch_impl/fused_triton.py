@@ -241,8 +241,8 @@ def _on(device: torch.device):
     return torch.cuda.device(device)
 
 
-def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool, ratio: bool):
-    """Sweep 1: float64 0-dim (max ratio (0 unless ``ratio``), max alpha, ||g'||^2,
+def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool, with_ratio: bool):
+    """Sweep 1: float64 0-dim (max ratio (0 unless ``with_ratio``), max alpha, ||g'||^2,
     ||g||^2)."""
     programs = launch.programs  # rows of partials, then the reduced row
     out = torch.empty((programs + 1, 4), dtype=F64, device=launch.ptrs.device)
@@ -250,7 +250,7 @@ def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool, ratio:
         _rule_kernel[(programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, launch.blocks_n,
             out, launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
-            RULE=rule_code(rule), POLYAK=polyak, RATIO=ratio, DT=_TL_DTYPES[dtype],
+            RULE=rule_code(rule), POLYAK=polyak, RATIO=with_ratio, DT=_TL_DTYPES[dtype],
             BLOCK=BLOCK, num_warps=WARPS,
         )  # fmt: skip
     return out[programs].unbind()

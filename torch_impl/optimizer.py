@@ -496,7 +496,8 @@ class ParameterScaled(torch.optim.Optimizer):
         (``torch_impl.plan``) is rebuilt only when its parameters or state moved."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         is_polyak = isinstance(self.step_rule, polyak)
-        want_ratio = self._needs_rho() and k > 0
+        with_rho = self._needs_rho()  # the kernel's variant: fixed for a run
+        want_ratio = with_rho and k > 0
         plan = self._plan(group, ps, sts, FT.layout)
         gs = FT.laid_out(plan.layout, ps, gs)
         launches = []
@@ -506,7 +507,7 @@ class ParameterScaled(torch.optim.Optimizer):
             launch = FT.launch(kind, gs)
             consts = FT.consts(rule, count, b1, beta)
             ratio, amax, gsq, gradsq = FT.rule_sweep(
-                rule, launch, consts, dtype, is_polyak, self._needs_rho()
+                rule, launch, consts, dtype, is_polyak, with_rho
             )
             self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
             launches.append((kind, launch, consts))
