@@ -4,6 +4,7 @@ checkpoint/resume, param groups, LR schedulers, foreach vs per-tensor, dtypes, b
 import copy
 import io
 import math
+from unittest import mock
 
 import dadaptation
 import numpy as np
@@ -396,6 +397,28 @@ def test_pssps_needs_the_loss_and_a_lower_bound():
         opt.step(loss=0.5)
     assert torch.equal(p[0].detach(), torch.ones(3, dtype=torch.float64))
     assert "global" not in opt.state or opt.state["global"]["k"] == 0
+
+
+@pytest.mark.parametrize("path", [{}, {"fused": True}])
+@pytest.mark.parametrize("where", ["step", "stats"])
+def test_a_failed_host_sync_loses_no_step(where, path):
+    """The host sync that finishes the last step's D-Adaptation sums fails once (as a
+    collective that times out would): the step or ``stats()`` raises, and the run goes on
+    as if the failed call had not been made, bit for bit."""
+    idx = batches(8)
+    runs = []
+    for fail in (False, True):
+        model, X, y = digits_mlp()
+        opt = T.PSDASGD(model.parameters(), **path)
+        train(model, opt, X, y, idx[:4])
+        if fail:
+            broken = mock.patch.object(opt, "_fetch", side_effect=RuntimeError("sync failed"))
+            with broken, pytest.raises(RuntimeError, match="sync failed"):
+                opt.step() if where == "step" else opt.stats()
+        train(model, opt, X, y, idx, start=4)
+        runs.append((flat(model), opt.stats()))
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    assert runs[1][1] == runs[0][1]
 
 
 def test_stats_reports_the_estimates():

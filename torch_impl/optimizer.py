@@ -300,7 +300,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 for _, _, gs, _ in batches
             ]
         glob, rule = self._global, self.step_rule
-        pending = glob.pop("pending", None)
+        pending = glob.get("pending")  # dropped once finished: a failed sync loses nothing
         if pending is not None:
             part.update(_pending_sums(pending))
         tests_f = isinstance(rule, polyak) and loss is not None
@@ -310,7 +310,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 part["below"] = [(loss - rule.f_star < -rule.f_star_tol).to(F64)]
         values = self._fetch(part, loss)
         if pending is not None:
-            self._dadapt_finish(pending, values)
+            self._dadapt_finish(values)
         f = values.get("loss", 0.0)
         k = glob["k"]
         finite = math.isfinite(values["gradsq"]) and math.isfinite(f)
@@ -671,11 +671,12 @@ class ParameterScaled(torch.optim.Optimizer):
         for p, x in zip(ps, xs, strict=True):
             p.copy_(x)
 
-    def _dadapt_finish(self, pending: dict[str, Any], values: dict[str, float]) -> None:
-        """The end of D-Adaptation's last step, from its fetched sums: N += lam <g', rho
-        s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
+    def _dadapt_finish(self, values: dict[str, float]) -> None:
+        """The end of D-Adaptation's pending last step, from its fetched sums: N += lam
+        <g', rho s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, d growth))."""
         rule: dadapt = self.step_rule
         glob = self._global
+        pending = glob.pop("pending")
         dot = sum(lam * values[f"dot.{i}"] for i, (lam, _) in enumerate(pending["dot"]))
         numerator = glob["numerator"] + dot * pending["rho_s"]
         s_norm = math.sqrt(values["ssq"])
@@ -692,10 +693,9 @@ class ParameterScaled(torch.optim.Optimizer):
     def _settle(self) -> None:
         """Finish a pending D-Adaptation step now (one host sync): before the global
         estimates are read or saved."""
-        glob = self.state.get("global", {})
-        pending = glob.pop("pending", None)
+        pending = self.state.get("global", {}).get("pending")
         if pending is not None:
-            self._dadapt_finish(pending, self._fetch(_pending_sums(pending)))
+            self._dadapt_finish(self._fetch(_pending_sums(pending)))
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
