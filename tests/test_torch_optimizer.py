@@ -399,23 +399,52 @@ def test_pssps_needs_the_loss_and_a_lower_bound():
     assert "global" not in opt.state or opt.state["global"]["k"] == 0
 
 
-@pytest.mark.parametrize("path", [{}, {"fused": True}])
-@pytest.mark.parametrize("where", ["step", "stats"])
-def test_a_failed_host_sync_loses_no_step(where, path):
-    """The host sync that finishes the last step's D-Adaptation sums fails once (as a
-    collective that times out would): the step or ``stats()`` raises, and the run goes on
-    as if the failed call had not been made, bit for bit."""
+def _failing_after(opt, n_ok):
+    """``opt._fetch`` that succeeds ``n_ok`` times, then raises (a collective timing out)."""
+    real, calls = opt._fetch, []
+
+    def fetch(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > n_ok:
+            raise RuntimeError("sync failed")
+        return real(*args, **kwargs)
+
+    return mock.patch.object(opt, "_fetch", side_effect=fetch)
+
+
+PATHS = {"foreach": {}, "per-tensor": {"foreach": False}, "fused": {"fused": True}}
+SYNC_FAILURES = [
+    (make, where, path)
+    for make in ("PSDASGD", "PSSPS")
+    for where in ("step, first sync", "step, second sync", "stats")
+    for path in PATHS
+    # the fused paths sync once per step; PS-SPS has no pending sums, so stats() does not sync
+    if not (where == "step, second sync" and path == "fused")
+    and not (where == "stats" and make == "PSSPS")
+]
+
+
+@pytest.mark.parametrize("make, where, path", SYNC_FAILURES)
+def test_a_failed_host_sync_changes_nothing(make, where, path):
+    """A host sync fails once (as a collective that times out would): the step or
+    ``stats()`` raises, and the run goes on as if the failed call had not been made, bit for
+    bit. The first sync of a step finishes the last step's D-Adaptation sums (which must
+    not be lost); the second (foreach and per-tensor paths) reads sweep 1's reductions, after
+    sweep 1 has computed the rule state at step k (which must not be stored yet)."""
     idx = batches(8)
     runs = []
     for fail in (False, True):
         model, X, y = digits_mlp()
-        opt = T.PSDASGD(model.parameters(), **path)
-        train(model, opt, X, y, idx[:4])
+        opt = getattr(T, make)(model.parameters(), **PATHS[path])
+        train(model, opt, X, y, idx[:4], closure_loss=True)
         if fail:
-            broken = mock.patch.object(opt, "_fetch", side_effect=RuntimeError("sync failed"))
+            broken = _failing_after(opt, 1 if where == "step, second sync" else 0)
             with broken, pytest.raises(RuntimeError, match="sync failed"):
-                opt.step() if where == "step" else opt.stats()
-        train(model, opt, X, y, idx, start=4)
+                if where == "stats":
+                    opt.stats()
+                else:
+                    train(model, opt, X, y, idx[4:5], closure_loss=True)
+        train(model, opt, X, y, idx, start=4, closure_loss=True)
         runs.append((flat(model), opt.stats()))
     np.testing.assert_array_equal(runs[1][0], runs[0][0])
     assert runs[1][1] == runs[0][1]

@@ -4,7 +4,7 @@ Each rule is two functions over lists of tensors that together compute exactly w
 ``theory.scaling`` computes per tensor (SPEC Table 1):
 
 - ``advance(rule, c, states, gs)``: the rule state at step k from the state at k-1 and
-  g_k, in place;
+  g_k, as new tensors (one dict of slots per tensor; ``states`` is left as it was);
 - ``alpha(rule, c, states, gs)``: alpha_k as a function of the state at step k alone
   (``gs`` only gives the shape);
 
@@ -13,9 +13,12 @@ count, ``scaling.0``; a parameter whose first gradient comes late starts at 0, a
 theory's rule objects and ``torch.optim.Adam``).
 
 Splitting them lets the fused path derive alpha_{k-1} from the state it is about to
-advance, in the same pass, instead of storing it. The per-tensor path runs the theory rule
-objects themselves (array API), and the two paths are tested against each other. Rules
-without an entry here (LARS, LAMB, user rules) always take the per-tensor path.
+advance, in the same pass, instead of storing it. Advancing into new tensors lets the
+foreach path store the new state only once the step's host sync has succeeded (a step
+refused or failed there changes nothing), at no extra pass over memory. The per-tensor path
+runs the theory rule objects themselves (array API), and the two paths are tested against
+each other. Rules without an entry here (LARS, LAMB, user rules) always take the per-tensor
+path.
 
 State layout, shared with the per-tensor path: ``scaling.0`` = k, ``scaling.1`` = v (second
 moment / accumulator), ``scaling.2`` = running max (AMSGrad).
@@ -60,27 +63,37 @@ def correction(rule: Any, k: int | list[int]) -> Correction:
     return Correction(bc2, bc2**0.5)
 
 
-def _nothing(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> None:
-    return None
+def _slots(*slots: Tensors) -> list[dict]:
+    """Per tensor, its state slots ``scaling.1``, ``scaling.2``, ... from lists of tensors."""
+    per_tensor = zip(*slots, strict=True)
+    return [{f"scaling.{i}": t for i, t in enumerate(ts, start=1)} for ts in per_tensor]
 
 
-def _accumulate(rule: S.adagrad, c: Correction, states: list[dict], gs: Tensors) -> None:
-    torch._foreach_addcmul_(_v(states), gs, gs)  # v += g^2
+def _nothing(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+    return [{} for _ in states]
 
 
-def _second_moment(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> None:
-    v = _v(states)
-    torch._foreach_mul_(v, rule.beta2)
-    torch._foreach_addcmul_(v, gs, gs, value=1 - rule.beta2)  # v = beta2 v + (1-beta2) g^2
+def _accumulate(rule: S.adagrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+    return _slots(torch._foreach_addcmul(_v(states), gs, gs))  # v + g^2
 
 
-def _running_max(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> None:
-    _second_moment(rule, c, states, gs)
-    v, vmax = _v(states), _v(states, 2)
+def _moment(rule: Any, states: list[dict], gs: Tensors) -> Tensors:
+    v = torch._foreach_mul(_v(states), rule.beta2)
+    torch._foreach_addcmul_(v, gs, gs, value=1 - rule.beta2)  # beta2 v + (1-beta2) g^2
+    return v
+
+
+def _second_moment(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+    return _slots(_moment(rule, states, gs))
+
+
+def _running_max(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+    v = _moment(rule, states, gs)
     if rule.form == "monotone":
-        torch._foreach_maximum_(vmax, torch._foreach_div(v, c.bc2))  # max after bc
+        vmax = torch._foreach_maximum(_v(states, 2), torch._foreach_div(v, c.bc2))  # max after bc
     else:
-        torch._foreach_maximum_(vmax, v)
+        vmax = torch._foreach_maximum(_v(states, 2), v)
+    return _slots(v, vmax)
 
 
 def _ones(rule: S.identity, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
@@ -105,7 +118,7 @@ def _amsgrad_root(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensor
 
 
 class ForeachRule(NamedTuple):
-    advance: Callable[[Any, Any, list[dict], Tensors], None]
+    advance: Callable[[Any, Any, list[dict], Tensors], list[dict]]
     alpha: Callable[[Any, Any, list[dict], Tensors], Tensors]
 
 
@@ -118,12 +131,13 @@ FOREACH: dict[type, ForeachRule] = {
 }
 
 
-def update(rule: Any, states: list[dict], gs: Tensors) -> Tensors:
-    """Advance each tensor's state by one step (at its own step count ``scaling.0``, as
-    theory's rule objects and torch.optim count) in place, and return alpha."""
+def update(rule: Any, states: list[dict], gs: Tensors) -> tuple[Tensors, list[dict]]:
+    """alpha_k and each tensor's rule state one step on (at its own step count
+    ``scaling.0``, as theory's rule objects and torch.optim count), as new tensors:
+    ``states`` is left as it was, for the caller to update once the step goes ahead."""
     fr, c = FOREACH[type(rule)], correction(rule, [st["scaling.0"] for st in states])
-    fr.advance(rule, c, states, gs)
-    alphas = fr.alpha(rule, c, states, gs)
-    for st in states:
-        st["scaling.0"] += 1
-    return alphas
+    new = fr.advance(rule, c, states, gs)
+    alphas = fr.alpha(rule, c, new, gs)
+    for st, ahead in zip(states, new, strict=True):
+        ahead["scaling.0"] = st["scaling.0"] + 1
+    return alphas, new

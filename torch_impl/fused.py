@@ -17,9 +17,9 @@ dozen or two kernel calls whatever the model:
 
 The rule math is the very ``foreach_rules`` functions the foreach path runs. alpha is never
 stored: alpha_{k-1} comes from the rule state before the update and alpha_k from the state
-advanced (on copies in sweep 1, in place in sweep 2), which costs a few flops per element
-and saves a buffer and its memory traffic: PS-DA-SGD with Adam scaling and momentum keeps 3
-parameter-sized buffers (v, s, z), PS-SPS 1 (v).
+advanced (into temporaries in sweep 1, in place in sweep 2), which costs a few flops per
+element and saves a buffer and its memory traffic: PS-DA-SGD with Adam scaling and momentum
+keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v).
 
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
 kernel serves every step and, with dynamic shapes, every tensor size: a kernel compiles once
@@ -47,10 +47,6 @@ def _states(rule_tensors: list[tuple]) -> list[dict]:
     return [{f"scaling.{i}": t for i, t in enumerate(ts, start=1)} for ts in rule_tensors]
 
 
-def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.clone()
-
-
 def _max(ts: Tensors) -> torch.Tensor:
     return torch.stack([t.max() for t in ts]).max().to(F64)
 
@@ -72,12 +68,11 @@ def rule_sweep(
     """Reductions only, nothing written: over the tensors, (max alpha_k / alpha_{k-1} (0
     unless ``with_ratio``), max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``),
     ||g||^2), g' = g / alpha_k.
-    alpha_k comes from the state advanced on copies, alpha_{k-1} from the state itself, so
+    alpha_k comes from the state advanced into new tensors, alpha_{k-1} from the state, so
     neither is stored; sweep 2 advances the state."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
     prev = fr.alpha(rule, c_prev, states, gs) if with_ratio else None
-    ahead = _states([tuple(_clone(t) for t in ts) for ts in rule_tensors])
-    fr.advance(rule, c, ahead, gs)  # on copies: sweep 2 advances the state itself
+    ahead = fr.advance(rule, c, states, gs)  # new tensors: sweep 2 advances the state itself
     alphas = fr.alpha(rule, c, ahead, gs)
     amax = _max(alphas)
     if prev is not None:  # rho_k candidate
@@ -111,8 +106,11 @@ def move_sweep(
     """s = rho s + lam g' (D-Adaptation); z -= lam mhat / alpha**2; x = beta x + (1-beta) z,
     with alpha_k recomputed from the rule state. Returns ||s_k||^2 (0 without ``ss``)."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    fr.advance(rule, c, states, gs)
-    alphas = fr.alpha(rule, c, states, gs)
+    ahead = fr.advance(rule, c, states, gs)
+    for st, new in zip(states, ahead, strict=True):
+        for key, t in new.items():
+            st[key].copy_(t)  # the state advanced in place (one fused loop)
+    alphas = fr.alpha(rule, c, ahead, gs)
     ssq = lam * 0
     for i, (g, alpha, x) in enumerate(zip(gs, alphas, xs, strict=True)):
         u = g / alpha  # g' = g / alpha

@@ -19,7 +19,8 @@ Conventions (README, "torch_impl"):
 - bfloat16 / float16 parameters keep their optimizer state in float32, with a float32
   master copy ``z`` of the parameter (the parameter is its rounding);
 - one host synchronisation per step on the fused paths (two on the others: their sweep 1
-  changes state, so it runs after the check): the finiteness of the gradients (and of the
+  computes the new rule state, so it runs after the check, and stores it only once the
+  second sync has succeeded): the finiteness of the gradients (and of the
   loss, and ``f >= f*`` for PS-SPS) is checked before anything is changed, so a refused
   step leaves parameters and state untouched; ``skip_nonfinite=True`` skips such a step
   instead of raising (for use with GradScaler-style loops). The same copy brings the
@@ -198,12 +199,7 @@ class ParameterScaled(torch.optim.Optimizer):
             return st
         dt = _state_dtype(p)
         x = p.detach().to(dt)
-        rule_state = group["scaling"].init(x)
-        if isinstance(rule_state, tuple):
-            for i, value in enumerate(rule_state):
-                st[f"scaling.{i}"] = value
-        else:
-            st["scaling"] = rule_state
+        st.update(_rule_slots(group["scaling"].init(x)))
         if group["momentum"] > 0 or p.dtype in LOW_PRECISION:
             st["z"] = x.clone()
         if group["first_moment"] > 0:
@@ -237,14 +233,6 @@ class ParameterScaled(torch.optim.Optimizer):
             return st["scaling"]
         fields = [st[f"scaling.{i}"] for i in range(len(template))]
         return type(template)._make(fields) if hasattr(template, "_make") else tuple(fields)
-
-    @staticmethod
-    def _store_rule_state(st: dict[str, Any], rule_state: Any) -> None:
-        if isinstance(rule_state, tuple):
-            for i, value in enumerate(rule_state):
-                st[f"scaling.{i}"] = value
-        else:
-            st["scaling"] = rule_state
 
     # -- global reductions and the host sync: the one place that knows about sharding -----
     def _fetch(self, part: dict[str, list[torch.Tensor]], loss: Any = None) -> dict[str, float]:
@@ -328,16 +316,19 @@ class ParameterScaled(torch.optim.Optimizer):
             )
         return values
 
-    def _rule_per_tensor(self, rule: Any, ps: Tensors, gs: Tensors, states: list[dict]) -> Tensors:
-        """The generic path: theory's rule object on each tensor (array API)."""
-        alphas = []
+    def _rule_per_tensor(
+        self, rule: Any, ps: Tensors, gs: Tensors, states: list[dict]
+    ) -> tuple[Tensors, list[dict]]:
+        """The generic path: theory's rule object on each tensor (array API); alpha_k and
+        the new rule states (the rule objects never mutate theirs)."""
+        alphas, new = [], []
         for p, g, st in zip(ps, gs, states, strict=True):
             x = p.detach().to(g.dtype)
             template = rule.init(x[:0]) if "scaling" not in st else None
             alpha, new_state = rule.update(self._rule_state(rule, st, template), g, x)
-            self._store_rule_state(st, new_state)
             alphas.append(alpha)
-        return alphas
+            new.append(_rule_slots(new_state))
+        return alphas, new
 
     def _chunks(self, group: dict[str, Any], ps: Tensors, gs: Tensors, sts: list[dict]):
         """(fast, chunks of (params, grads, states)). The fast path runs the foreach kernels
@@ -358,12 +349,15 @@ class ParameterScaled(torch.optim.Optimizer):
 
     def _sweep_rule(
         self, batches: list[Batch], k: int, g0_unset: bool
-    ) -> dict[str, list[torch.Tensor]]:
-        """Sweep 1: the scaling rule (alpha_k stored in state["alpha"]) and the partial
-        reductions the step-size rule needs, chunk by chunk."""
+    ) -> tuple[dict[str, Tensors], list[tuple[dict, dict]]]:
+        """Sweep 1: the partial reductions the step-size rule needs, chunk by chunk, and
+        (foreach and per-tensor paths) each tensor's new state (the rule state at step k,
+        alpha_k, g_0), staged as (state, new entries): stored once the host sync that
+        reads the reductions has succeeded, so a failed sync changes nothing."""
         rule_is = self.step_rule
         rho_needed = self._needs_rho() and k > 0
-        part: dict[str, list[torch.Tensor]] = {}
+        part: dict[str, Tensors] = {}
+        staged: list[tuple[dict, dict]] = []
 
         def add(key: str, value: torch.Tensor) -> None:
             part.setdefault(key, []).append(value.to(F64))
@@ -377,9 +371,9 @@ class ParameterScaled(torch.optim.Optimizer):
                 if rho_needed:
                     _derive_alpha(group["scaling"], sts, cg)
                 if fast:
-                    alphas = update(group["scaling"], sts, cg)
+                    alphas, new = update(group["scaling"], sts, cg)
                 else:
-                    alphas = self._rule_per_tensor(group["scaling"], cp, cg, sts)
+                    alphas, new = self._rule_per_tensor(group["scaling"], cp, cg, sts)
                 # rho_k = max(alpha_k / alpha_{k-1}), over tensors that had an alpha_{k-1}
                 # (a parameter whose first gradient comes at this step has none)
                 had = [(a, st["alpha"]) for st, a in zip(sts, alphas, strict=True) if "alpha" in st]
@@ -393,13 +387,15 @@ class ParameterScaled(torch.optim.Optimizer):
                     add("amax", torch.stack(torch._foreach_max(alphas)).max())
                     if rule_is.reference == "g0/alpha_k":
                         if g0_unset:
-                            for st, g in zip(sts, cg, strict=True):
-                                st["g0"] = g.clone()
-                        g0s = torch._foreach_div([st["g0"] for st in sts], alphas)
+                            for ahead, g in zip(new, cg, strict=True):
+                                ahead["g0"] = g.clone()
+                        g0 = [ahead.get("g0", st["g0"]) for st, ahead in zip(sts, new, strict=True)]
+                        g0s = torch._foreach_div(g0, alphas)
                         add("g0s", torch.stack(torch._foreach_norm(g0s)).square().sum())
-                for st, a in zip(sts, alphas, strict=True):
-                    st["alpha"] = a
-        return part
+                for st, ahead, a in zip(sts, new, alphas, strict=True):
+                    ahead["alpha"] = a
+                    staged.append((st, ahead))
+        return part, staged
 
     def _plan(self, group, ps: Tensors, sts: list[dict], layout: Callable) -> P.Plan:
         """The group's plan (``torch_impl.plan``), rebuilt with the path's ``layout(ps, sts,
@@ -558,7 +554,7 @@ class ParameterScaled(torch.optim.Optimizer):
             self._check_state_made(group, sts)
         part = {}
         if self.fused:  # sweep 1 changes nothing there, and it yields ||g||^2 for the check
-            part = self._sweep_rule(batches, self._global["k"], False)
+            part, _ = self._sweep_rule(batches, self._global["k"], False)
         values = self._preflight(batches, f, part)
         if values is not None:
             self._update(batches, values)
@@ -570,8 +566,10 @@ class ParameterScaled(torch.optim.Optimizer):
         glob = self._global
         k = glob["k"]
         if not self.fused:  # the second host sync of these paths: sweep 1's reductions
-            g0_unset = glob["g0_norm"] == 0
-            values = values | self._fetch(self._sweep_rule(batches, k, g0_unset))
+            part, staged = self._sweep_rule(batches, k, glob["g0_norm"] == 0)
+            values = values | self._fetch(part)
+            for st, new in staged:
+                st.update(new)
         rho = values.get("ratio", 1.0)
         glob["rho"] = rho
         rule = self.step_rule
@@ -732,6 +730,13 @@ class ParameterScaled(torch.optim.Optimizer):
                 key: (value.item() if isinstance(value, torch.Tensor) else value)
                 for key, value in self.state["global"].items()
             }
+
+
+def _rule_slots(rule_state: Any) -> dict[str, Any]:
+    """A rule state as state entries: ``scaling`` or, for a tuple, ``scaling.0``, ..."""
+    if isinstance(rule_state, tuple):
+        return {f"scaling.{i}": value for i, value in enumerate(rule_state)}
+    return {"scaling": rule_state}
 
 
 def _pending_sums(pending: dict[str, Any]) -> dict[str, Tensors]:
