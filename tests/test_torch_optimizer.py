@@ -279,6 +279,31 @@ def test_invalid_arguments(make, exc, message):
         make()
 
 
+def test_a_refused_param_group_is_not_added():
+    """add_param_group checks after torch's append: a refused group is taken out again (it
+    used to stay, so the next step ran with lr = -1)."""
+    opt = T.PSDASGD(_params())
+    for bad in ({"lr": -1.0}, {"momentum": 2.0}, {"scaling": "adamw"}):
+        with pytest.raises(ValueError, match="Invalid"):
+            opt.add_param_group({"params": _params(), **bad})
+        assert len(opt.param_groups) == 1
+
+
+def test_parameters_on_two_devices_are_refused():
+    """One d for the whole model: its reductions need every parameter on one device, so a
+    second device is refused by name when the optimizer is built or a group is added
+    (before, the first step failed in torch.stack). The meta device stands in for a
+    second GPU: nothing is computed on it."""
+    other = torch.nn.Parameter(torch.ones(3, dtype=torch.float64, device="meta"))
+    message = r"Invalid parameter device: meta for parameter 1 of group 0 \(expected cpu"
+    with pytest.raises(ValueError, match=message):
+        T.PSDASGD([*_params(), other])
+    opt = T.PSSPS(_params())
+    with pytest.raises(ValueError, match="Invalid parameter device: meta for parameter 0 of "):
+        opt.add_param_group({"params": [other]})
+    assert len(opt.param_groups) == 1
+
+
 def _state_copy(opt):
     return copy.deepcopy(opt.state_dict())
 

@@ -153,15 +153,32 @@ class ParameterScaled(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, then this optimizer's checks: a refused group is taken out again, so the
+        optimizer is left as it was."""
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
+        try:
+            self._check_group(len(self.param_groups) - 1)
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    def _check_group(self, gi: int) -> None:
+        group = self.param_groups[gi]
         check.non_negative("lr", group["lr"])
         check.unit_interval("momentum", group["momentum"])
         check.unit_interval("first_moment", group["first_moment"])
         group["scaling"] = S.by_name(group["scaling"])
-        for p in group["params"]:
+        device = next((p.device for g in self.param_groups for p in g["params"]), None)
+        for pi, p in enumerate(group["params"]):
             if p.is_complex():
                 raise TypeError(f"Invalid parameter: complex dtype {p.dtype} is not supported")
+            if p.device != device:  # one d for the whole model: its reductions meet on one
+                raise ValueError(
+                    f"Invalid parameter device: {p.device} for parameter {pi} of group {gi} "
+                    f"(expected {device}, the other parameters' device: the global estimates "
+                    "reduce over every parameter on one device; for a model split across "
+                    "devices, run a process per device with sharded=True)"
+                )
             if self.fused and p.device.type != "cpu" and not FT.available(p.device):
                 raise ValueError(
                     f"Invalid parameter device: {p.device} with fused=True (expected cpu, or "
