@@ -180,6 +180,55 @@ def assert_resume_bit_identical(make, dtype, device, steps):
     np.testing.assert_array_equal(flat(model2), uninterrupted)
 
 
+def test_fused_checkpoint_of_another_dtype_is_cast():
+    assert_checkpoint_of_another_dtype_cast("cpu")
+
+
+def assert_checkpoint_of_another_dtype_cast(device):
+    """A float64 checkpoint loaded into a float32 model: the state is cast to float32 (the
+    fused kernels read memory as the state dtype: on CUDA, float64 state read as float32
+    gave NaN and 4e8 in the parameters) and the fused step continues as the foreach path
+    does from the same checkpoint."""
+    idx = batches(6)
+    model, X, y = digits_mlp(torch.float64, device=device)
+    opt = MAKERS["psdasgd-adam"](model.parameters(), True)
+    train(model, opt, X, y, idx[:3])
+    ckpt = {"model": model.state_dict(), "opt": opt.state_dict()}
+    runs = []
+    for fused in (True, False):
+        model32, _, _ = digits_mlp(torch.float32, device=device)
+        model32.load_state_dict(ckpt["model"])
+        opt32 = MAKERS["psdasgd-adam"](model32.parameters(), fused)
+        opt32.load_state_dict(ckpt["opt"])
+        for state in map(opt32.state.__getitem__, model32.parameters()):
+            assert {t.dtype for t in state.values() if torch.is_tensor(t)} == {torch.float32}
+        train(model32, opt32, X.float(), y, idx, start=3)
+        runs.append(flat(model32))
+    assert max_rel_dev(runs[0], runs[1]) <= 1e-5
+
+
+def test_fused_state_of_another_dtype_or_shape_is_refused():
+    assert_replaced_state_checked("cpu")
+
+
+def assert_replaced_state_checked(device):
+    """A state tensor replaced by hand with one of another dtype or shape is refused by
+    name before the kernels would misread it, and nothing changes."""
+    idx = batches(3)
+    model, X, y = digits_mlp(torch.float32, device=device)
+    opt = MAKERS["psdasgd-adam"](model.parameters(), True)
+    train(model, opt, X, y, idx[:2])
+    state = opt.state[model[2].bias]
+    for key, bad in (("s", state["s"].double()), ("scaling.1", state["scaling.1"][:-1])):
+        good, state[key] = state[key], bad
+        before = flat(model)
+        with pytest.raises(ValueError, match=f"Invalid state '{key}' of parameter 3 of group 0"):
+            train(model, opt, X, y, idx, start=2)
+        np.testing.assert_array_equal(flat(model), before)
+        state[key] = good
+    train(model, opt, X, y, idx, start=2)
+
+
 def test_switching_paths_mid_run():
     """20 fused steps then 20 foreach steps equal 40 foreach steps: the foreach path
     rebuilds alpha_{k-1} (which the fused path never stores) from the rule state."""

@@ -17,9 +17,11 @@ from tests.test_torch_fused import (
     ELEMENTWISE,
     MAKERS,
     STALE_PLANS,
+    assert_checkpoint_of_another_dtype_cast,
     assert_late_parameter_agrees,
     assert_nonfinite_step_refused,
     assert_plan_follows_moves,
+    assert_replaced_state_checked,
     assert_resume_bit_identical,
     assert_stale_plan_caught,
     cases,
@@ -143,6 +145,14 @@ def test_triton_nonfinite_gradient_raises_or_skips_leaving_everything(bad):
 
 def test_triton_resume_is_bit_identical():
     assert_resume_bit_identical(MAKERS["psdasgd-amsgrad-shrink"], torch.float32, DEVICE, 20)
+
+
+def test_triton_checkpoint_of_another_dtype_is_cast():
+    assert_checkpoint_of_another_dtype_cast(DEVICE)
+
+
+def test_triton_state_of_another_dtype_or_shape_is_refused():
+    assert_replaced_state_checked(DEVICE)
 
 
 def test_triton_parameter_with_its_first_gradient_late():

@@ -279,6 +279,45 @@ def test_invalid_arguments(make, exc, message):
         make()
 
 
+@pytest.mark.parametrize("path", [{}, {"fused": True}], ids=["foreach", "fused"])
+@pytest.mark.parametrize(
+    "key, bad", [("lr", math.nan), ("lr", -0.1), ("lr", math.inf), ("momentum", 1.0)]
+)
+def test_a_group_value_made_invalid_mid_run_is_refused_at_the_step(key, bad, path):
+    """A scheduler or a user may change a group's numbers after it was checked: the step
+    checks them again, refuses by name and changes nothing (an lr of NaN used to turn every
+    parameter into NaN, silently)."""
+    idx = batches(3)
+    model, X, y = digits_mlp()
+    opt = T.PSDASGD(model.parameters(), **path)
+    train(model, opt, X, y, idx[:2])
+    good, opt.param_groups[0][key] = opt.param_groups[0][key], bad
+    before, state_before = flat(model), _state_copy(opt)
+    with pytest.raises(ValueError, match=rf"Invalid {key} of group 0: {bad!r}"):
+        train(model, opt, X, y, idx, start=2)
+    np.testing.assert_array_equal(flat(model), before)
+    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    opt.param_groups[0][key] = good
+    train(model, opt, X, y, idx, start=2)
+    assert np.isfinite(flat(model)).all() and not np.array_equal(flat(model), before)
+
+
+def test_a_checkpoint_of_another_model_is_refused():
+    """Same number of parameters, other shapes: torch's loader takes it silently (and the
+    step failed later); here ValueError names the parameter and the state, and nothing is
+    loaded."""
+    a, b = (torch.nn.Parameter(torch.ones(n, dtype=torch.float64)) for n in (4, 3))
+    opt = T.PSDASGD([a, b])
+    a.grad, b.grad = torch.ones(4, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    opt.step()
+    c, d = (torch.nn.Parameter(torch.ones(n, dtype=torch.float64)) for n in (3, 4))
+    other = T.PSDASGD([c, d])
+    message = r"state 'scaling.1' of parameter 0 of group 0 has shape \(4,\) \(expected \(3,\)"
+    with pytest.raises(ValueError, match=message):
+        other.load_state_dict(opt.state_dict())
+    assert not other.state
+
+
 def test_a_refused_param_group_is_not_added():
     """add_param_group checks after torch's append: a refused group is taken out again (it
     used to stay, so the next step ran with lr = -1)."""

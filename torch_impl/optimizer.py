@@ -56,6 +56,8 @@ STRIDED = torch.strided  # dense layout
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
 MAX_KEYS = frozenset({"ratio", "amax", "loss_bad", "below"})  # reduced by max; others by sum
+PARAM_SIZED = frozenset({"s", "m", "z", "g0", "alpha"})  # state tensors shaped as the parameter
+RULE_SLOTS = frozenset({"scaling.1", "scaling.2"})  # and the built-in element-wise rules' state
 
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -162,11 +164,17 @@ class ParameterScaled(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
+    @staticmethod
+    def _check_values(group: dict[str, Any], where: str = "") -> None:
+        """A group's numbers; checked when it is added and at every step (a scheduler or a
+        user may change them: a NaN lr would otherwise turn the parameters into NaN)."""
+        check.non_negative(f"lr{where}", group["lr"])
+        check.unit_interval(f"momentum{where}", group["momentum"])
+        check.unit_interval(f"first_moment{where}", group["first_moment"])
+
     def _check_group(self, gi: int) -> None:
         group = self.param_groups[gi]
-        check.non_negative("lr", group["lr"])
-        check.unit_interval("momentum", group["momentum"])
-        check.unit_interval("first_moment", group["first_moment"])
+        self._check_values(group)
         group["scaling"] = S.by_name(group["scaling"])
         device = next((p.device for g in self.param_groups for p in g["params"]), None)
         for pi, p in enumerate(group["params"]):
@@ -419,8 +427,27 @@ class ParameterScaled(torch.optim.Optimizer):
         _state_dtype)`` only when its parameters or state moved."""
         plan = self._plans.get(id(group))
         if not P.current(plan, ps, sts):
+            self._check_kernel_state(group, ps, sts)
             plan = self._plans[id(group)] = P.build(ps, sts, layout(ps, sts, _state_dtype))
         return plan
+
+    def _check_kernel_state(self, group, ps: Tensors, sts: list[dict]) -> None:
+        """Every state tensor the kernels address has its parameter's shape and device and
+        the state dtype (the kernels read memory as that dtype: a tensor replaced by hand
+        with another would be misread), else ``ValueError`` naming it, before any change."""
+        for p, st in zip(ps, sts, strict=True):
+            want = (p.shape, _state_dtype(p), p.device)
+            for key in P.STATE_KEYS:
+                t = st.get(key)
+                if t is None or (t.shape, t.dtype, t.device) == want:
+                    continue
+                gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+                pi = next(i for i, q in enumerate(group["params"]) if q is p)
+                raise ValueError(
+                    f"Invalid state {key!r} of parameter {pi} of group {gi}: shape "
+                    f"{tuple(t.shape)}, {t.dtype} on {t.device} (expected {tuple(p.shape)}, "
+                    f"{want[1]} on {p.device}, as the optimizer makes it)"
+                )
 
     def _fused_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
         """Sweep 1 of the fused path: Triton on CUDA, compiled C++ kernels on the CPU. Either
@@ -558,6 +585,8 @@ class ParameterScaled(torch.optim.Optimizer):
         batches = self._collect()
         if not batches:
             return loss
+        for gi, group in enumerate(self.param_groups):
+            self._check_values(group, f" of group {gi}")
         self._init_global()
         if isinstance(self.step_rule, polyak) and loss is None:
             raise ValueError(
@@ -728,25 +757,60 @@ class ParameterScaled(torch.optim.Optimizer):
         return super().state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's loader casts every floating state tensor to its parameter's dtype; this
-        one restores the saved dtypes (float32 masters of bf16 parameters stay float32), so a
-        resumed run continues bit-identically. Global estimates saved as 0-dim tensors (by
+        """torch's loader, checked first and cast differently. Every state tensor this
+        optimizer keeps the size of a parameter (the built-in element-wise rules' state, s,
+        m, z, g0, alpha) must have that parameter's shape, else ``ValueError`` names it and
+        nothing is loaded (a checkpoint of another model; torch loads it silently). torch
+        casts floating state tensors to the parameter's dtype; this loader casts those to
+        the state dtype (float32 for bf16/fp16 parameters, whose masters and moments stay
+        float32, so a resumed run continues bit-identically; a float64 checkpoint loaded
+        into a float32 model is cast, not misread by the fused kernels) and keeps the saved
+        dtype of any other state (user rules). Global estimates saved as 0-dim tensors (by
         earlier versions) are read as floats."""
+        pairs = self._saved_states(state_dict)
+        wanted = [self._param_sized(group, p, pi, gi, saved) for group, p, pi, gi, saved in pairs]
         super().load_state_dict(state_dict)
-        saved_params = [i for g in state_dict["param_groups"] for i in g["params"]]
-        params = [p for g in self.param_groups for p in g["params"]]
-        for saved_id, p in zip(saved_params, params, strict=True):
-            saved = state_dict["state"].get(saved_id)
-            if not saved:
-                continue
+        for (_, p, _, _, saved), dtypes in zip(pairs, wanted, strict=True):
             for key, value in saved.items():
-                if isinstance(value, torch.Tensor) and value.dtype != self.state[p][key].dtype:
-                    self.state[p][key] = value.to(device=p.device).clone()
+                if isinstance(value, torch.Tensor):
+                    dtype = dtypes.get(key, value.dtype) if value.is_floating_point() else None
+                    if dtype is not None and dtype != self.state[p][key].dtype:
+                        self.state[p][key] = value.to(device=p.device, dtype=dtype).clone()
         if "global" in self.state:
             self.state["global"] = {
                 key: (value.item() if isinstance(value, torch.Tensor) else value)
                 for key, value in self.state["global"].items()
             }
+
+    def _saved_states(self, state_dict: dict[str, Any]) -> list[tuple]:
+        """(group, parameter, its index, group index, its saved state) for each parameter
+        with a saved state; none where the groups do not match (torch's loader says so)."""
+        saved_groups, groups = state_dict["param_groups"], self.param_groups
+        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in groups]:
+            return []
+        return [
+            (group, p, pi, gi, state_dict["state"][saved_id])
+            for gi, (group, saved) in enumerate(zip(groups, saved_groups, strict=True))
+            for pi, (p, saved_id) in enumerate(zip(group["params"], saved["params"], strict=True))
+            if state_dict["state"].get(saved_id)
+        ]
+
+    @staticmethod
+    def _param_sized(group, p: torch.Tensor, pi: int, gi: int, saved: dict) -> dict:
+        """The state dtype of each of ``saved``'s parameter-sized state tensors, after
+        checking that each has ``p``'s shape."""
+        keys = PARAM_SIZED | (RULE_SLOTS if type(group["scaling"]) in FOREACH else set())
+        dtypes = {}
+        for key, value in saved.items():
+            if key in keys and isinstance(value, torch.Tensor):
+                if value.shape != p.shape:
+                    raise ValueError(
+                        f"Invalid state_dict: state {key!r} of parameter {pi} of group {gi} "
+                        f"has shape {tuple(value.shape)} (expected {tuple(p.shape)}, the "
+                        "parameter's: a checkpoint of another model?); nothing loaded"
+                    )
+                dtypes[key] = _state_dtype(p)
+        return dtypes
 
 
 def _rule_slots(rule_state: Any) -> dict[str, Any]:
