@@ -514,6 +514,25 @@ def test_a_failed_host_sync_changes_nothing(make, where, path):
     assert runs[1][1] == runs[0][1]
 
 
+def test_a_compiled_step_equals_the_eager_one():
+    """``torch.compile(opt.step)`` (a smoke test: dynamo breaks the graph at the host sync
+    and at the foreach reductions it cannot trace, and runs the rest compiled) gives the
+    eager trajectory, bit for bit."""
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 2).double()
+        opt = T.PSDASGD(model.parameters())
+        step = torch.compile(opt.step) if compiled else opt.step
+        X = torch.randn(32, 8, dtype=torch.float64)
+        for _ in range(4):
+            opt.zero_grad()
+            model(X).square().mean().backward()
+            step()
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
 def test_stats_reports_the_estimates():
     model, X, y = digits_mlp()
     opt = T.PSDASGD(model.parameters())
