@@ -4,6 +4,7 @@ checkpoint/resume, param groups, LR schedulers, foreach vs per-tensor, dtypes, b
 import copy
 import io
 import math
+import warnings
 from unittest import mock
 
 import dadaptation
@@ -122,7 +123,7 @@ def test_resume_is_bit_identical(make, dtype):
         st = opt3.state[next(model3.parameters())]
         assert st["z"].dtype == torch.float32 and st["scaling.1"].dtype == torch.float32
     saved = opt3.state_dict()["state"]["global"]  # the last step finished, float64 floats
-    assert all(type(v) is float for k, v in saved.items() if k != "k")
+    assert all(type(v) is float for k, v in saved.items() if k not in ("k", "d_growths"))
 
 
 def test_a_checkpoint_with_tensor_estimates_resumes():
@@ -135,16 +136,18 @@ def test_a_checkpoint_with_tensor_estimates_resumes():
     saved = copy.deepcopy(opt.state_dict())
     as_tensors = copy.deepcopy(saved)
     glob = as_tensors["state"]["global"]
-    as_tensors["state"]["global"] = {
+    as_tensors["state"]["global"] = {  # and without d_growths, which they did not keep
         key: torch.tensor(v, dtype=torch.float64) if isinstance(v, float) else v
         for key, v in glob.items()
+        if key != "d_growths"
     }
     runs = []
     for sd in (saved, as_tensors):
         m = copy.deepcopy(model)
         o = T.PSDASGD(m.parameters())
         o.load_state_dict(sd)
-        assert all(type(v) is float for key, v in o.state["global"].items() if key != "k")
+        estimates = {k: v for k, v in o.state["global"].items() if k not in ("k", "d_growths")}
+        assert all(type(v) is float for v in estimates.values())
         train(m, o, X, y, idx, start=15)
         runs.append(flat(m))
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -531,6 +534,37 @@ def test_a_compiled_step_equals_the_eager_one():
             step()
         runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(runs[0], runs[1])
+
+
+def _alternating_run(steps):
+    """PS-DA-SGD on gradients that flip sign every step: <g', s> < 0, so dhat < 0 and d
+    never grows (dadaptation#42's symptom)."""
+    w = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
+    opt = T.PSDASGD([w])
+    for k in range(steps):
+        w.grad = torch.full_like(w, (-1.0) ** k)
+        opt.step()
+    return opt
+
+
+def test_a_d_that_never_grows_is_warned_about_once():
+    with pytest.warns(RuntimeWarning, match=r"d has not grown in 100 steps") as seen:
+        opt = _alternating_run(150)
+        opt.stats()
+    assert len([w for w in seen if "has not grown" in str(w.message)]) == 1
+    assert opt.stats()["d_growths"] == 0 and opt.stats()["dhat"] < 0
+    with warnings.catch_warnings():  # 99 steps are not enough to say
+        warnings.filterwarnings("error", message=".*has not grown")
+        _alternating_run(99).stats()
+
+
+def test_a_d_that_grows_is_not_warned_about():
+    model, X, y = digits_mlp()
+    opt = T.PSDASGD(model.parameters(), lr=0.3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*has not grown")
+        train(model, opt, X, y, batches(110))
+        assert opt.stats()["d_growths"] > 0
 
 
 def test_stats_reports_the_estimates():

@@ -35,6 +35,7 @@ Conventions (README, "torch_impl"):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any
@@ -55,6 +56,7 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 STRIDED = torch.strided  # dense layout
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
+STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
 MAX_KEYS = frozenset({"ratio", "amax", "loss_bad", "below"})  # reduced by max; others by sum
 PARAM_SIZED = frozenset({"s", "m", "z", "g0", "alpha"})  # state tensors shaped as the parameter
 RULE_SLOTS = frozenset({"scaling.1", "scaling.2"})  # and the built-in element-wise rules' state
@@ -150,6 +152,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self._plans: dict[int, P.Plan] = {}  # fused path: per group
         self._fused_step: dict[int, tuple] = {}  # fused path: sweep 1 -> sweep 2, per group
         self.skip_nonfinite = skip_nonfinite
+        self._warned_stuck = False
         self.sharded = sharded
         self.process_group = process_group
         super().__init__(params, defaults)
@@ -213,6 +216,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 "dhat": 0.0,
                 "lr": 0.0,
                 "rho": 1.0,
+                "d_growths": 0,  # steps at which dhat raised d
             }
 
     def _needs_rho(self) -> bool:
@@ -732,7 +736,18 @@ class ParameterScaled(torch.optim.Optimizer):
                 d, dhat if rule.growth_rate == math.inf else min(dhat, d * rule.growth_rate)
             )
             glob["dhat"] = dhat
+            glob["d_growths"] += int(glob["d"] > d)
         glob["numerator"] = numerator
+        if glob["d_growths"] == 0 and glob["k"] >= STUCK_STEPS and not self._warned_stuck:
+            self._warned_stuck = True
+            warnings.warn(
+                f"{type(self).__name__}: d has not grown in {glob['k']} steps: dhat = 2 N / "
+                f"||s|| never exceeded it (the last dhat: {glob['dhat']!r}, d: {glob['d']!r}), "
+                f"so the step is still set by d0 = {rule.d0!r}. If the loss does not fall, "
+                "raise d0; opt.stats() shows d, dhat and the numerator N",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def _settle(self) -> None:
         """Finish a pending D-Adaptation step now (one host sync): before the global
@@ -743,9 +758,9 @@ class ParameterScaled(torch.optim.Optimizer):
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        """The global diagnostics as floats: k, d, dhat, lr (the scaled-space step lam_k of
-        the last step, before the group lr), rho, g0_norm, numerator (one host sync to
-        finish the last step's D-Adaptation sums)."""
+        """The global diagnostics: k, d, dhat, lr (the scaled-space step lam_k of the last
+        step, before the group lr), rho, g0_norm, numerator (floats), d_growths (the steps at
+        which dhat raised d); one host sync to finish the last step's D-Adaptation sums."""
         if "global" not in self.state:
             return {"k": 0}
         self._settle()
@@ -778,8 +793,11 @@ class ParameterScaled(torch.optim.Optimizer):
                         self.state[p][key] = value.to(device=p.device, dtype=dtype).clone()
         if "global" in self.state:
             self.state["global"] = {
-                key: (value.item() if isinstance(value, torch.Tensor) else value)
-                for key, value in self.state["global"].items()
+                "d_growths": 0,  # not kept by earlier versions
+                **{
+                    key: (value.item() if isinstance(value, torch.Tensor) else value)
+                    for key, value in self.state["global"].items()
+                },
             }
 
     def _saved_states(self, state_dict: dict[str, Any]) -> list[tuple]:
