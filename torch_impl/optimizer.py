@@ -244,16 +244,19 @@ class ParameterScaled(torch.optim.Optimizer):
         sts = list(map(self.state.__getitem__, ps))  # no Python loop on the common path
         return sts if all(sts) else [self._init_param(p, group) for p in ps]
 
+    def _index(self, group: dict[str, Any]) -> int:
+        return _index(self.param_groups, group)
+
     def _check_state_made(self, group: dict[str, Any], sts: list[dict]) -> None:
         """``momentum`` and ``first_moment`` need state made at a parameter's first step
         (the averaged iterate z, the first moment m): switching one on later is refused
         before anything changes (it would otherwise be ignored, or fail mid-step)."""
         for key, slot in (("momentum", "z"), ("first_moment", "m")):
             if group[key] > 0 and not all(map(dict.__contains__, sts, repeat(slot))):
-                gi = next(i for i, g in enumerate(self.param_groups) if g is group)
                 raise ValueError(
-                    f"Invalid {key}: {group[key]!r} in group {gi}, whose parameters took "
-                    f"steps with {key}=0 (expected 0: set {key} before the group's first step)"
+                    f"Invalid {key}: {group[key]!r} in group {self._index(group)}, whose "
+                    f"parameters took steps with {key}=0 (expected 0: set {key} before the "
+                    "group's first step)"
                 )
 
     @staticmethod
@@ -445,10 +448,9 @@ class ParameterScaled(torch.optim.Optimizer):
                 t = st.get(key)
                 if t is None or (t.shape, t.dtype, t.device) == want:
                     continue
-                gi = next(i for i, g in enumerate(self.param_groups) if g is group)
-                pi = next(i for i, q in enumerate(group["params"]) if q is p)
                 raise ValueError(
-                    f"Invalid state {key!r} of parameter {pi} of group {gi}: shape "
+                    f"Invalid state {key!r} of parameter {_index(group['params'], p)} of "
+                    f"group {self._index(group)}: shape "
                     f"{tuple(t.shape)}, {t.dtype} on {t.device} (expected {tuple(p.shape)}, "
                     f"{want[1]} on {p.device}, as the optimizer makes it)"
                 )
@@ -829,6 +831,12 @@ class ParameterScaled(torch.optim.Optimizer):
                     )
                 dtypes[key] = _state_dtype(p)
         return dtypes
+
+
+def _index(items: list, item: Any) -> int:
+    """The position of ``item`` itself in ``items`` (``list.index`` compares tensors by
+    value), for error messages."""
+    return next(i for i, x in enumerate(items) if x is item)
 
 
 def _rule_slots(rule_state: Any) -> dict[str, Any]:
