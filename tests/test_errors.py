@@ -28,6 +28,9 @@ from theory import scaling as S
         (lambda: O.ps_dadapt_sgd(rescale="min"), r"Invalid rescale: 'min'"),
         (lambda: O.ps_dadapt_sgd(reference="g0"), r"Invalid reference: 'g0'"),
         (lambda: O.ps_dadapt_sgd(scaling="adamw"), r"Invalid scaling: 'adamw'"),
+        # a NumPy float32 would carry its precision into the arithmetic; True is not a rate
+        (lambda: S.adam(beta2=np.float32(0.99)), r"Invalid beta2: .* of type float32"),
+        (lambda: O.sgd(lr=True), r"Invalid lr: True of type bool"),
         (
             lambda: O.parameter_scaled(O.constant(0.1), S.adam(), momentum=-0.5),
             r"Invalid momentum: -0.5",

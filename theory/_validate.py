@@ -12,38 +12,48 @@ from typing import Any
 import numpy as np
 
 
-def positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a finite number > 0)")
+def _number(name: str, value: Any, ok: bool, expected: str) -> float:
+    """``value`` as a float if it is a Python int or float (not a bool) and ``ok``, else the
+    error; a value of another type (NumPy's float32, a tensor) is named with its type, as
+    the number itself may look right. The caller stores its argument as given, so a
+    float32 would carry its precision into the method's arithmetic: refused, not cast."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"Invalid {name}: {value!r} of type {type(value).__name__} (expected a Python "
+            f"float or int, {expected}; pass float(value))"
+        )
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
     return float(value)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive(name: str, value: float) -> float:
+    ok = _real(value) and math.isfinite(value) and value > 0
+    return _number(name, value, ok, "a finite number > 0")
 
 
 def non_negative(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a finite number >= 0)")
-    return float(value)
+    ok = _real(value) and math.isfinite(value) and value >= 0
+    return _number(name, value, ok, "a finite number >= 0")
 
 
 def positive_or_inf(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and not math.isnan(value) and value > 0):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number > 0, inf allowed)")
-    return float(value)
+    ok = _real(value) and not math.isnan(value) and value > 0
+    return _number(name, value, ok, "a number > 0, inf allowed")
 
 
 def unit_interval(name: str, value: float, *, closed_right: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and (
-        0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
-    )
-    if not ok:
-        interval = "[0, 1]" if closed_right else "[0, 1)"
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number in {interval})")
-    return float(value)
+    ok = _real(value) and (0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0)
+    return _number(name, value, ok, f"a number in {'[0, 1]' if closed_right else '[0, 1)'}")
 
 
 def growth(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and not math.isnan(value) and value >= 1.0):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number >= 1, inf allowed)")
-    return float(value)
+    ok = _real(value) and not math.isnan(value) and value >= 1.0
+    return _number(name, value, ok, "a number >= 1, inf allowed")
 
 
 def choice(name: str, value: Any, options: tuple[Any, ...]) -> Any:
