@@ -517,12 +517,12 @@ def test_a_failed_host_sync_changes_nothing(make, where, path):
     assert runs[1][1] == runs[0][1]
 
 
-def _scaled_run(idx, scaled, inf_at=-1):
+def _scaled_run(make, idx, scaled, inf_at=-1):
     """float32 training, through ``torch.amp.GradScaler`` if ``scaled`` (an inf planted in
     a gradient at step ``inf_at``); the parameters, the optimizer's stats and the number of
     steps the scaler skipped."""
     model, X, y = digits_mlp(torch.float32)
-    opt = T.PSDASGD(model.parameters(), lr=0.01)
+    opt = make(model.parameters())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16) if scaled else None
     skipped = 0
     for k, i in enumerate(idx):
@@ -530,30 +530,35 @@ def _scaled_run(idx, scaled, inf_at=-1):
         loss = torch.nn.functional.cross_entropy(model(X[i]), y[i])
         if scaler is None:
             loss.backward()
-            opt.step()
+            opt.step(loss=loss.detach())
             continue
         scaler.scale(loss).backward()
         if k == inf_at:
             model[0].weight.grad[0, 0] = math.inf
         scale = scaler.get_scale()
-        scaler.step(opt)
+        scaler.step(opt, loss=loss.detach())  # PS-SPS needs it; PS-DA-SGD ignores it
         scaler.update()
         skipped += scaler.get_scale() < scale
     return flat(model), opt.stats(), skipped
 
 
-def test_grad_scaler_works_and_its_skipped_steps_change_nothing():
+@pytest.mark.parametrize(
+    "make",
+    [lambda ps: T.PSDASGD(ps, lr=0.01), lambda ps: T.PSSPS(ps, lr=0.1)],
+    ids=["psdasgd", "pssps"],
+)
+def test_grad_scaler_works_and_its_skipped_steps_change_nothing(make):
     """With ``torch.amp.GradScaler`` (scale 2**16, a power of two, so unscaling is exact)
     the run is the plain one bit for bit. An inf in a gradient at step 3 makes the scaler
     skip that step without calling ``step()``; the run then equals a plain one without
     that batch: d, k and the state saw nothing of it."""
     idx = batches(12)
-    plain, plain_stats, _ = _scaled_run(idx, False)
-    scaled, scaled_stats, skipped = _scaled_run(idx, True)
+    plain, plain_stats, _ = _scaled_run(make, idx, False)
+    scaled, scaled_stats, skipped = _scaled_run(make, idx, True)
     assert skipped == 0 and np.array_equal(scaled, plain) and scaled_stats == plain_stats
-    with_inf, stats, skipped = _scaled_run(idx, True, inf_at=3)
+    with_inf, stats, skipped = _scaled_run(make, idx, True, inf_at=3)
     assert skipped == 1 and stats["k"] == len(idx) - 1
-    without, without_stats, _ = _scaled_run(idx[:3] + idx[4:], False)
+    without, without_stats, _ = _scaled_run(make, idx[:3] + idx[4:], False)
     np.testing.assert_array_equal(with_inf, without)
     assert stats == without_stats
 
