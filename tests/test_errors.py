@@ -169,5 +169,7 @@ def test_nonfinite_loss_is_refused():
 def test_run_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"Invalid x0: shape \(3,\) \(expected \(4,\)\)"):
         theory.run(O.sgd(), PROBLEM, x0=np.zeros(3))
+    with pytest.raises(ValueError, match=r"Invalid x0: 1 NaN/Inf entries"):  # not "gradient"
+        theory.run(O.sgd(), PROBLEM, x0=np.r_[np.zeros(PROBLEM.n - 1), np.nan])
     with pytest.raises(ValueError, match="Invalid iters: -1"):
         theory.run(O.sgd(), PROBLEM, iters=-1)

@@ -47,6 +47,9 @@ def run(
     x = np.array(problem.x0 if x0 is None else x0, dtype=np.float64)
     if x.shape != (problem.n,):
         raise ValueError(f"Invalid x0: shape {x.shape} (expected ({problem.n},))")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise ValueError(f"Invalid x0: {bad} NaN/Inf entries (expected a finite start)")
     rng = np.random.default_rng(seed)
     state = optimizer.init(x)
     xs, fs, grads, lrs, alphas = [x], [problem.f(x)], [], [], []
