@@ -212,8 +212,9 @@ def test_fused_state_of_another_dtype_or_shape_is_refused():
 
 
 def assert_replaced_state_checked(device):
-    """A state tensor replaced by hand with one of another dtype or shape is refused by
-    name before the kernels would misread it, and nothing changes."""
+    """A state tensor replaced by hand with one of another dtype or shape, or a model cast
+    to float64 after its state was made, is refused by name before the kernels would
+    misread the state (or read past its end), and nothing changes."""
     idx = batches(3)
     model, X, y = digits_mlp(torch.float32, device=device)
     opt = MAKERS["psdasgd-adam"](model.parameters(), True)
@@ -227,6 +228,11 @@ def assert_replaced_state_checked(device):
         np.testing.assert_array_equal(flat(model), before)
         state[key] = good
     train(model, opt, X, y, idx, start=2)
+    before = flat(model)
+    model.double()  # the parameters now float64, their float32 state read as float64
+    with pytest.raises(ValueError, match="cast or moved, after its first step"):
+        train(model, opt, X.double(), y, idx, start=2)
+    np.testing.assert_array_equal(flat(model), before)
 
 
 def test_switching_paths_mid_run():

@@ -440,8 +440,9 @@ class ParameterScaled(torch.optim.Optimizer):
 
     def _check_kernel_state(self, group, ps: Tensors, sts: list[dict]) -> None:
         """Every state tensor the kernels address has its parameter's shape and device and
-        the state dtype (the kernels read memory as that dtype: a tensor replaced by hand
-        with another would be misread), else ``ValueError`` naming it, before any change."""
+        the state dtype (the kernels read memory as that dtype: a state tensor replaced by
+        hand, or a parameter cast by ``model.double()`` after its state was made, would be
+        misread, or read out of bounds), else ``ValueError`` naming it, before any change."""
         for p, st in zip(ps, sts, strict=True):
             want = (p.shape, _state_dtype(p), p.device)
             for key in P.STATE_KEYS:
@@ -452,7 +453,9 @@ class ParameterScaled(torch.optim.Optimizer):
                     f"Invalid state {key!r} of parameter {_index(group['params'], p)} of "
                     f"group {self._index(group)}: shape "
                     f"{tuple(t.shape)}, {t.dtype} on {t.device} (expected {tuple(p.shape)}, "
-                    f"{want[1]} on {p.device}, as the optimizer makes it)"
+                    f"{want[1]} on {p.device}, as the optimizer makes it for the parameter: "
+                    "was the state replaced, or the parameter cast or moved, after its first "
+                    "step?)"
                 )
 
     def _fused_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
