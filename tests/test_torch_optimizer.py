@@ -566,7 +566,8 @@ def test_grad_scaler_works_and_its_skipped_steps_change_nothing(make):
 def test_a_compiled_step_equals_the_eager_one():
     """``torch.compile(opt.step)`` (a smoke test: dynamo breaks the graph at the host sync
     and at the foreach reductions it cannot trace, and runs the rest compiled) gives the
-    eager trajectory, bit for bit."""
+    eager trajectory (bit for bit here; the bound leaves room for code generated for
+    another instruction set, which may round differently)."""
     runs = []
     for compiled in (False, True):
         torch.manual_seed(0)
@@ -578,8 +579,8 @@ def test_a_compiled_step_equals_the_eager_one():
             opt.zero_grad()
             model(X).square().mean().backward()
             step()
-        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    assert torch.equal(runs[0], runs[1])
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]).numpy())
+    assert max_rel_dev(runs[1], runs[0]) <= 1e-12
 
 
 def _alternating_run(steps):
