@@ -614,6 +614,26 @@ def test_a_d_that_grows_is_not_warned_about():
         assert opt.stats()["d_growths"] > 0
 
 
+def test_effective_lr_is_the_step_each_group_took():
+    """A group's ``effective_lr`` is lam_k times the lr it stepped with: with identity
+    scaling and no momentum a coordinate moves by exactly -effective_lr * g; a scheduler
+    that changes lr after the step does not change it until the next step."""
+    a, b = (torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2))
+    groups = [{"params": [a]}, {"params": [b], "lr": 0.25}]
+    opt = T.PSDASGD(groups, scaling="identity", momentum=0.0)
+    for k in range(3):
+        before = [a.detach().clone(), b.detach().clone()]
+        grads = [torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) * (k + 1)] * 2
+        a.grad, b.grad = (g.clone() for g in grads)
+        opt.step()
+        for p, x, g, group in zip((a, b), before, grads, opt.param_groups, strict=True):
+            torch.testing.assert_close(p.detach(), x - group["effective_lr"] * g)
+    lam = opt.stats()["lr"]
+    assert lam > 0 and [g["effective_lr"] for g in opt.param_groups] == [lam, 0.25 * lam]
+    opt.param_groups[1]["lr"] = 0.5  # as a scheduler would, after the step
+    assert opt.param_groups[1]["effective_lr"] == 0.25 * lam
+
+
 def test_stats_reports_the_estimates():
     model, X, y = digits_mlp()
     opt = T.PSDASGD(model.parameters())

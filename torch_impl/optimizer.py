@@ -90,7 +90,9 @@ class ParameterScaled(torch.optim.Optimizer):
             schedule is the group ``lr`` (use an LR scheduler).
         scaling: a rule name (``"adam"``, ``"amsgrad"``, ``"adagrad"``, ``"rmsprop"``,
             ``"identity"``, ``"lars"``, ``"lamb"``) or a rule object.
-        lr: the multiplier ``gamma_k`` of the step (default 1).
+        lr: the multiplier ``gamma_k`` of the step (default 1). The step a group took at its
+            last step, ``lam_k * lr`` (a coordinate moved by it times ``mhat / alpha**2``),
+            is its ``effective_lr``, for logging (``opt.param_groups[i]["effective_lr"]``).
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
@@ -178,6 +180,7 @@ class ParameterScaled(torch.optim.Optimizer):
     def _check_group(self, gi: int) -> None:
         group = self.param_groups[gi]
         self._check_values(group)
+        group.setdefault("effective_lr", 0.0)  # lam_k * lr of the group's last step
         group["scaling"] = S.by_name(group["scaling"])
         device = next((p.device for g in self.param_groups for p in g["params"]), None)
         for pi, p in enumerate(group["params"]):
@@ -669,7 +672,7 @@ class ParameterScaled(torch.optim.Optimizer):
         is_dadapt = isinstance(self.step_rule, dadapt)
         s_parts, dots = [], []
         for group, ps, gs, states in batches:
-            lam = base * group["lr"]
+            lam = group["effective_lr"] = base * group["lr"]  # the step this group took
             if self.fused:
                 move, sweep1 = self._fused_step.pop(id(group))
                 move(group, lam, dots, s_parts, sweep1)
