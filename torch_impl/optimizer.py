@@ -35,6 +35,8 @@ Conventions (README, "torch_impl"):
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from itertools import repeat
@@ -754,7 +756,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 f"so the step is still set by d0 = {rule.d0!r}. If the loss does not fall, "
                 "raise d0; opt.stats() shows d, dhat and the numerator N",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=_outside_stacklevel(),
             )
 
     def _settle(self) -> None:
@@ -837,6 +839,18 @@ class ParameterScaled(torch.optim.Optimizer):
                     )
                 dtypes[key] = _state_dtype(p)
         return dtypes
+
+
+_INTERNAL = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+
+
+def _outside_stacklevel() -> int:
+    """For ``warnings.warn`` in the caller: the level of the first frame outside torch_impl
+    and torch (the user's ``step()`` or ``stats()`` call, whatever wrappers torch adds)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _index(items: list, item: Any) -> int:
