@@ -60,8 +60,8 @@ CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay c
 F64 = torch.float64
 STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
 MAX_KEYS = frozenset({"ratio", "amax", "loss_bad", "below"})  # reduced by max; others by sum
-PARAM_SIZED = frozenset({"s", "m", "z", "g0", "alpha"})  # state tensors shaped as the parameter
-RULE_SLOTS = frozenset({"scaling.1", "scaling.2"})  # and the built-in element-wise rules' state
+RULE_SLOTS = frozenset(k for k in P.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
+PARAM_SIZED = frozenset(P.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha"}  # shaped as the parameter
 
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -793,13 +793,15 @@ class ParameterScaled(torch.optim.Optimizer):
         dtype of any other state (user rules). Global estimates saved as 0-dim tensors (by
         earlier versions) are read as floats."""
         pairs = self._saved_states(state_dict)
-        wanted = [self._param_sized(group, p, pi, gi, saved) for group, p, pi, gi, saved in pairs]
+        for group, p, pi, gi, saved in pairs:  # every check before anything is loaded
+            self._check_saved_shapes(group, p, pi, gi, saved)
         super().load_state_dict(state_dict)
-        for (_, p, _, _, saved), dtypes in zip(pairs, wanted, strict=True):
+        for group, p, _, _, saved in pairs:
+            sized = _param_sized(group)
             for key, value in saved.items():
-                if isinstance(value, torch.Tensor):
-                    dtype = dtypes.get(key, value.dtype) if value.is_floating_point() else None
-                    if dtype is not None and dtype != self.state[p][key].dtype:
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    dtype = _state_dtype(p) if key in sized else value.dtype
+                    if dtype != self.state[p][key].dtype:
                         self.state[p][key] = value.to(device=p.device, dtype=dtype).clone()
         if "global" in self.state:
             self.state["global"] = {
@@ -824,21 +826,16 @@ class ParameterScaled(torch.optim.Optimizer):
         ]
 
     @staticmethod
-    def _param_sized(group, p: torch.Tensor, pi: int, gi: int, saved: dict) -> dict:
-        """The state dtype of each of ``saved``'s parameter-sized state tensors, after
-        checking that each has ``p``'s shape."""
-        keys = PARAM_SIZED | (RULE_SLOTS if type(group["scaling"]) in FOREACH else set())
-        dtypes = {}
+    def _check_saved_shapes(group, p: torch.Tensor, pi: int, gi: int, saved: dict) -> None:
+        """Each of ``saved``'s parameter-sized state tensors has ``p``'s shape."""
+        sized = _param_sized(group)
         for key, value in saved.items():
-            if key in keys and isinstance(value, torch.Tensor):
-                if value.shape != p.shape:
-                    raise ValueError(
-                        f"Invalid state_dict: state {key!r} of parameter {pi} of group {gi} "
-                        f"has shape {tuple(value.shape)} (expected {tuple(p.shape)}, the "
-                        "parameter's: a checkpoint of another model?); nothing loaded"
-                    )
-                dtypes[key] = _state_dtype(p)
-        return dtypes
+            if key in sized and isinstance(value, torch.Tensor) and value.shape != p.shape:
+                raise ValueError(
+                    f"Invalid state_dict: state {key!r} of parameter {pi} of group {gi} "
+                    f"has shape {tuple(value.shape)} (expected {tuple(p.shape)}, the "
+                    "parameter's: a checkpoint of another model?); nothing loaded"
+                )
 
 
 _INTERNAL = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
@@ -851,6 +848,12 @@ def _outside_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _param_sized(group: dict[str, Any]) -> frozenset[str]:
+    """The state keys of a group's parameters that hold parameter-shaped tensors in the state
+    dtype: s, m, z, g0, alpha, and the rule state of the built-in element-wise rules."""
+    return PARAM_SIZED | RULE_SLOTS if type(group["scaling"]) in FOREACH else PARAM_SIZED
 
 
 def _index(items: list, item: Any) -> int:
