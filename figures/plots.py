@@ -208,7 +208,7 @@ def learning_rate_data(problems: list[Any], iters: int) -> Rows:
             "ps_sps[adam]": O.ps_sps(sol.f, scaling=S.adam(), f_star_tol=tol),
             "dadapt_sgd": O.dadapt_sgd(momentum=0.9),
             "ps_dadapt_sgd[adam]": O.ps_dadapt_sgd(),
-            "ps_dadapt_sgd[adam,shrink]": O.ps_dadapt_sgd(rescale="shrink"),
+            "ps_dadapt_sgd[adam,shrink]": O.ps_dadapt_sgd(transfer="shrink"),
         }
         for name, opt in methods.items():
             with np.errstate(all="ignore"):
@@ -292,7 +292,7 @@ def invariance_data(iters: int) -> Rows:
     early = stopping_coordinate(p, j=0)
     for label, kw in (
         ("PS-DA-SGD", {}),
-        ("naive conversion", {"reference": "g0/alpha_k", "rescale": "none"}),
+        ("naive conversion", {"normaliser": "g0/alpha_k", "transfer": "none"}),
     ):
         traj = theory.run(O.ps_dadapt_sgd(scaling=S.adam(beta2=0.9), **kw), early, iters=iters)
         step = np.median(traj.lr[:, None] / traj.alpha[:, 1:] ** 2, axis=1)
@@ -352,7 +352,7 @@ def rule_grid_data(problems: list[Any], iters: int) -> Rows:
             sol.f, scaling=r, f_star_tol=1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
         ),
         "dadapt (PS-DA-SGD)": lambda sol, r: O.ps_dadapt_sgd(scaling=r),
-        "dadapt, shrink": lambda sol, r: O.ps_dadapt_sgd(scaling=r, rescale="shrink"),
+        "dadapt, shrink": lambda sol, r: O.ps_dadapt_sgd(scaling=r, transfer="shrink"),
     }
     rows: Rows = []
     for step_name, make in steps.items():

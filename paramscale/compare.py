@@ -54,7 +54,7 @@ METHODS: dict[str, MethodFactory] = {
     "dadapt_sgd": lambda p, s, K: O.dadapt_sgd(),
     "ps_dadapt_sgd[adam]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.adam()),
     "ps_dadapt_sgd[amsgrad]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.amsgrad()),
-    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: O.ps_dadapt_sgd(rescale="shrink"),
+    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: O.ps_dadapt_sgd(transfer="shrink"),
     "dog": lambda p, s, K: O.dog(),
     "ldog": lambda p, s, K: O.ldog(blocks=_halves(p.n)),
     "cocob": lambda p, s, K: O.cocob(),

@@ -45,8 +45,8 @@ def variants() -> list[tuple[str, Any, dict[str, Any]]]:
     from torch_impl import fused_triton as FT
 
     return [
-        ("PS-DA-SGD sweep 1", FT._rule_kernel, {"RULE": ADAM, "POLYAK": False, "RATIO": True}),
-        ("PS-SPS sweep 1", FT._rule_kernel, {"RULE": ADAM, "POLYAK": True, "RATIO": False}),
+        ("PS-DA-SGD sweep 1", FT._rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
+        ("PS-SPS sweep 1", FT._rule_kernel, {"RULE": ADAM, "GSQ": True, "RATIO": 0}),
         (
             "PS-DA-SGD sweep 2",
             FT._move_kernel,

@@ -25,8 +25,8 @@ from theory import scaling as S
         (lambda: O.dadapt_sgd(d0=0.0), r"Invalid d0: 0.0"),
         (lambda: O.dadapt_sgd(growth_rate=0.5), r"Invalid growth_rate: 0.5"),
         (lambda: O.ps_dadapt_sgd(dhat="half"), r"Invalid dhat: 'half'"),
-        (lambda: O.ps_dadapt_sgd(rescale="min"), r"Invalid rescale: 'min'"),
-        (lambda: O.ps_dadapt_sgd(reference="g0"), r"Invalid reference: 'g0'"),
+        (lambda: O.ps_dadapt_sgd(transfer="median"), r"Invalid transfer: 'median'"),
+        (lambda: O.ps_dadapt_sgd(normaliser="g0"), r"Invalid normaliser: 'g0'"),
         (lambda: O.ps_dadapt_sgd(scaling="adamw"), r"Invalid scaling: 'adamw'"),
         # a NumPy float32 would carry its precision into the arithmetic; True is not a rate
         (lambda: S.adam(beta2=np.float32(0.99)), r"Invalid beta2: .* of type float32"),

@@ -95,7 +95,7 @@ def test_dadapt_sgd_single_steps_resynced():
                 return torch.cat([oracle.state[p][key] for p in params]).numpy().copy()
 
             step = DAdaptState(grp["d"], cat("s"), grp["numerator_weighted"], grp["g0_norm"], None)
-            state = PSState(k, cat("z"), None, np.ones(problem.n), Moments(k, None), step)
+            state = PSState(k, x, cat("z"), None, np.ones(problem.n), Moments(k, None), step)
         x_ours, _, _ = ours.step(state, x, problem.f(x), g)
         oracle.step()
         x_ref = torch.cat([p.detach() for p in params]).numpy()

@@ -131,13 +131,18 @@ def _others_step(p, j, rule, **variant):
     """min over k >= 50 of the other coordinates' median step lam_k / alpha_{k,i}**2,
     relative to its value at k = 50 (after the stopped coordinate's gradient vanished)."""
     traj = theory.run(O.ps_dadapt_sgd(scaling=rule, **variant), p, iters=400)
-    assert np.all(traj.grad[10:, j] == 0.0) and np.any(traj.grad[:10, j] != 0.0)
+    if p.name.endswith("stops]"):
+        assert np.all(traj.grad[10:, j] == 0.0) and np.any(traj.grad[:10, j] != 0.0)
     others = np.delete(np.arange(p.n), j)
     step = np.median(traj.lr[:, None] / traj.alpha[:, others] ** 2, axis=1)
     return float(np.min(step[50:]) / step[50])
 
 
-RULES_FOR_STOP = st.sampled_from([S.adam(beta2=0.9), S.adam(beta2=0.99), S.adam(), S.amsgrad()])
+# beta2 = 0.9 is left out here: on LAD the others' subgradients change from step to step,
+# and at beta2 = 0.9 their alphas move so much that the default's per-step min compounds,
+# stopped coordinate or not (test_fast_moving_alphas_shrink_the_min_transfer_step below;
+# the stop alone is test_transfer's property (b))
+RULES_FOR_STOP = st.sampled_from([S.adam(), S.amsgrad()])
 
 
 @given(st.integers(0, 2**16), st.integers(3, 6), RULES_FOR_STOP)
@@ -145,9 +150,23 @@ def test_zero_gradient_coordinate_does_not_halt_others(seed, n, rule):
     from synthetic import lad
 
     p = stopping_coordinate(lad(30, n, 0.0, seed=seed), j=0)
-    # measured over 80 cases at beta2 = 0.9: min 0.73, one drawn case 0.27; the naive
-    # conversion below: median 0.018. "Bounded below" = never shrinks 10x.
+    # measured over 48 cases: adam 0.27 at least (median 0.62), amsgrad 0.58 (median 1);
+    # the naive conversion below: median 0.018. "Bounded below" = never shrinks 10x.
     assert _others_step(p, 0, rule) > 0.1
+
+
+def test_fast_moving_alphas_shrink_the_min_transfer_step():
+    """A measured cost of the default transfer (docs/findings.md): under Adam(beta2 = 0.9)
+    on LAD the per-step min ratio is below 1 at almost every step, and its product shrinks
+    the step by 1e-5 or more in 400 steps, whether a coordinate stops or not; the literal
+    max transfer keeps it (at the price of property (e))."""
+    from synthetic import lad
+
+    for seed in (0, 1):
+        q = lad(30, 4, 0.0, seed=seed)
+        for p in (q, stopping_coordinate(q, j=0)):
+            assert _others_step(p, 0, S.adam(beta2=0.9)) < 1e-3
+            assert _others_step(p, 0, S.adam(beta2=0.9), transfer="max") > 0.1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -158,7 +177,7 @@ def test_naive_conversion_halts_training(seed):
     from synthetic import lad
 
     p = stopping_coordinate(lad(30, 4, 0.0, seed=seed), j=0)
-    naive = {"reference": "g0/alpha_k", "rescale": "none"}
+    naive = {"normaliser": "g0/alpha_k", "transfer": "none"}
     assert _others_step(p, 0, S.adam(beta2=0.9), **naive) < 0.1
 
 

@@ -37,5 +37,5 @@ def test_kernel_counts_match_the_formulas(capsys):
 def test_the_count_sees_a_planted_alpha_k_minus_1():
     """PS-SPS's sweep 1 made to compute the ratio it does not need: 4 more MUFU."""
     name, kernel, constexprs = next(v for v in sass.variants() if v[0] == "PS-SPS sweep 1")
-    planted = sass.loop_count(name, kernel, {**constexprs, "RATIO": True})
+    planted = sass.loop_count(name, kernel, {**constexprs, "RATIO": 1})
     assert planted.mufu == EXPECTED_MUFU[name] + 4

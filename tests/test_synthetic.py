@@ -94,17 +94,22 @@ def test_distance_on_a_non_unique_solution_set():
 def test_ps_dadapt_sgd_rho_blowup_on_sparse_start():
     """Measured fact (reported in the foundation issue): on Nesterov's function from 0 each
     coordinate's gradient is exactly 0 until it activates, so its alpha sits at sqrt(eps)
-    and rho_k = max(alpha_k/alpha_{k-1}) ~ 1e4 when it activates; d is multiplied by it
-    and PS-DA-SGD diverges, even with the monotone AMSGrad rule. rescale="none" does not."""
+    and rho_k = max(alpha_k/alpha_{k-1}) ~ 1e4 when it activates: with the literal transfer
+    (``transfer="max"``, SPEC 3.2's normaliser) d is multiplied by it and PS-DA-SGD
+    diverges, even with the monotone AMSGrad rule. transfer="none" and the default do
+    not."""
     from theory import scaling as S
 
     p = synthetic.nesterov_worst(n=20)
+    literal = {"transfer": "max", "normaliser": "max_alpha"}
     with pytest.raises(FloatingPointError, match="Non-finite loss"):
-        theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad()), p, iters=300)
-    traj = theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad()), p, iters=15)
+        theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad(), **literal), p, iters=300)
+    traj = theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad(), **literal), p, iters=15)
     assert np.max(traj.info["rho"]) > 1e3
-    ok = theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad(), rescale="none"), p, iters=300)
-    assert ok.f[-1] - p.solve().f < 0.05
+    f_star = p.solve().f
+    for variant in ({"transfer": "none", "normaliser": "max_alpha"}, {}):
+        ok = theory.run(O.ps_dadapt_sgd(scaling=S.amsgrad(), **variant), p, iters=300)
+        assert ok.f[-1] - f_star < 0.05, variant
 
 
 def test_failed_solve_names_problem_solver_and_status():

@@ -27,7 +27,7 @@ from tests.test_torch_optimizer import (
     flat,
     train,
 )
-from tests.test_torch_vs_theory import FLOAT32_RTOL, NONNEG, PL, _compare, _rule_pair
+from tests.test_torch_vs_theory import FLOAT32_RTOL, NONNEG, PL, VARIANTS, _compare, _rule_pair
 from theory import optimizers as O
 from theory.stepsize import constant, dadapt
 
@@ -40,14 +40,16 @@ def cases(draw, families=PL):
     return p, draw(sst.starting_points(p)), draw(st.sampled_from(ELEMENTWISE))
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @settings(max_examples=12)
 @given(case=cases(), momentum=st.sampled_from([0.0, 0.9]), growth=st.sampled_from([np.inf, 1.05]))
-def test_fused_psdasgd_equals_theory(case, momentum, growth):
+def test_fused_psdasgd_equals_theory(variant, case, momentum, growth):
     p, x0, name = case
     tr, rr = _rule_pair(name, p.n)
+    kw = {"momentum": momentum, "growth_rate": growth, **VARIANTS[variant]}
     dev = _compare(
-        O.ps_dadapt_sgd(scaling=tr, momentum=momentum, growth_rate=growth),
-        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, growth_rate=growth, fused=True),
+        O.ps_dadapt_sgd(scaling=tr, **kw),
+        lambda q: T.PSDASGD(q, scaling=rr, fused=True, **kw),
         p,
         x0,
         foreach=None,
@@ -114,8 +116,11 @@ def _run(make, steps=40, fused=True, dtype=torch.float64):
 
 MAKERS = {
     "psdasgd-adam": lambda ps, fused: T.PSDASGD(ps, fused=fused, foreach=not fused),
+    "psdasgd-literal": lambda ps, fused: T.PSDASGD(
+        ps, transfer="max", normaliser="max_alpha", fused=fused, foreach=not fused
+    ),
     "psdasgd-amsgrad-shrink": lambda ps, fused: T.PSDASGD(
-        ps, scaling="amsgrad", rescale="shrink", fused=fused, foreach=not fused
+        ps, scaling="amsgrad", transfer="shrink", fused=fused, foreach=not fused
     ),
     "pssps-rmsprop": lambda ps, fused: T.PSSPS(
         ps, 0.0, scaling="rmsprop", fused=fused, foreach=not fused
@@ -124,7 +129,7 @@ MAKERS = {
         ps, constant(0.01), "adagrad", first_moment=0.9, fused=fused, foreach=not fused
     ),
     "groups": lambda ps, fused: T.PSDASGD(
-        _two_groups(ps), rescale="shrink", fused=fused, foreach=not fused
+        _two_groups(ps), transfer="shrink", fused=fused, foreach=not fused
     ),
 }
 
@@ -143,8 +148,8 @@ def _two_groups(params):
 def test_fused_equals_foreach_on_mlp(name):
     """Same run, both paths, 40 steps of a 64-32-10 MLP. The paths differ in operation
     order (fused multiply-adds, float64 partial sums) by an ulp per step, which non-convex
-    training amplifies (measured 6e-9 on the default PS-DA-SGD, whose d blows up here: the
-    README's finding); a formula difference shows at 1e-3 or more."""
+    training amplifies (measured 6e-9 on the literal PS-DA-SGD, whose d blows up here:
+    docs/findings.md); a formula difference shows at 1e-3 or more."""
     ours, _ = _run(MAKERS[name])
     ref, _ = _run(MAKERS[name], fused=False)
     assert max_rel_dev(ours, ref) <= 1e-7
@@ -270,7 +275,7 @@ def assert_late_parameter_agrees(paths, device, steps):
     runs = []
     for path in paths:
         model, X, y = digits_mlp(device=device)
-        opt = T.PSDASGD(model.parameters(), rescale="shrink", **path)
+        opt = T.PSDASGD(model.parameters(), transfer="shrink", **path)
         for k, idx in enumerate(batches(steps)):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
@@ -295,7 +300,7 @@ def test_non_contiguous_and_empty_parameters():
         ps = [torch.nn.Parameter(b.clone().t().contiguous().t()) for b in base[:1]]
         ps += [torch.nn.Parameter(base[1].clone()), torch.nn.Parameter(torch.zeros(0))]
         assert not ps[0].is_contiguous()
-        opt = T.PSDASGD(ps, momentum=0.9, rescale="shrink", fused=fused)
+        opt = T.PSDASGD(ps, momentum=0.9, transfer="shrink", fused=fused)
         for g in grads:
             ps[0].grad, ps[1].grad, ps[2].grad = g, g.reshape(-1)[:5].clone(), torch.zeros(0)
             opt.step()
@@ -401,8 +406,12 @@ def _params(device="cpu"):
         (lambda: T.PSDASGD(_params(), fused=True, foreach=True), r"Invalid foreach: True"),
         (lambda: T.PSDASGD(_params(), scaling="lars", fused=True), r"Invalid scaling: lars"),
         (
-            lambda: T.PSDASGD(_params(), reference="g0/alpha_k", fused=True),
-            r"Invalid reference: 'g0/alpha_k'",
+            lambda: T.PSDASGD(_params(), normaliser="g0/alpha_k", fused=True),
+            r"Invalid normaliser: 'g0/alpha_k'",
+        ),
+        (
+            lambda: T.PSDASGD(_params(), transfer="displacement", fused=True),
+            r"Invalid transfer: 'displacement'",
         ),
         (
             lambda: T.ParameterScaled(_params("meta"), dadapt(1e-6), fused=True),

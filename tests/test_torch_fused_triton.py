@@ -33,7 +33,7 @@ from tests.test_torch_optimizer import (
     flat,
     train,
 )
-from tests.test_torch_vs_theory import _compare, _rule_pair
+from tests.test_torch_vs_theory import VARIANTS, _compare, _rule_pair
 from theory import optimizers as O
 from theory import scaling as S
 from torch_impl import fused_triton as FT
@@ -90,16 +90,19 @@ def test_programs_that_loop_over_several_blocks_give_the_same_step(name, monkeyp
     plan = next(iter(opt._plans.values()))
     assert all(len(kind.blocks[0]) > 3 for kind in plan.layout.kinds)  # several per program
     assert max_rel_dev(looped, ref) <= 1e-7
-    assert max_rel_dev(looped, one_each) <= 1e-12
+    # the float64 partials are summed in another order (round-off ~1e-16 a step), which 20
+    # steps of a data-dependent step size amplify: 2.9e-12 measured on an Intel Xeon
+    assert max_rel_dev(looped, one_each) <= 1e-10
 
 
 def test_a_planted_error_in_the_kernels_is_caught(monkeypatch):
-    """The kernels' beta2 moved by 1e-3: the comparison above sees it."""
+    """The kernels' eps 1e-5 instead of 1e-8: the comparison above sees it. (Not a change
+    of beta2: in 20 steps that scales every v alike, which PS-DA-SGD is invariant to.)"""
     planted = FT.consts
 
     def wrong(rule, *args):
         c = planted(rule, *args)
-        return c._replace(beta2=c.beta2 + 1e-3)
+        return c._replace(eps=1e-5)
 
     monkeypatch.setattr(FT, "consts", wrong)
     ours, _ = _run(MAKERS["psdasgd-adam"])
@@ -107,14 +110,16 @@ def test_a_planted_error_in_the_kernels_is_caught(monkeypatch):
     assert max_rel_dev(ours, ref) > 1e-5
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @settings(max_examples=6, deadline=None)
 @given(case=cases(), momentum=st.sampled_from([0.0, 0.9]))
-def test_triton_psdasgd_equals_theory(case, momentum):
+def test_triton_psdasgd_equals_theory(variant, case, momentum):
     p, x0, name = case
     tr, rr = _rule_pair(name, p.n)
+    kw = {"momentum": momentum, **VARIANTS[variant]}
     dev = _compare(
-        O.ps_dadapt_sgd(scaling=tr, momentum=momentum),
-        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, fused=True),
+        O.ps_dadapt_sgd(scaling=tr, **kw),
+        lambda q: T.PSDASGD(q, scaling=rr, fused=True, **kw),
         p,
         x0,
         foreach=None,

@@ -90,7 +90,7 @@ def test_psdasgd_identity_equals_dadaptation_on_mlp(momentum, lr):
         lambda ps: T.PSDASGD(ps),
         lambda ps: T.PSDASGD(ps, scaling="amsgrad", momentum=0.0),
         lambda ps: T.PSSPS(ps, f_star=0.0, c=0.5),
-        lambda ps: T.PSDASGD(ps, scaling="lamb", rescale="shrink"),
+        lambda ps: T.PSDASGD(ps, scaling="lamb", transfer="shrink"),
     ],
     ids=["psdasgd-adam", "psdasgd-amsgrad", "pssps-adam", "psdasgd-lamb"],
 )
@@ -223,7 +223,7 @@ def test_bfloat16_tracks_float32(device):
     for dtype in (torch.float32, torch.bfloat16):
         model, X, y = digits_mlp(torch.float32, device)
         model.to(dtype)
-        opt = T.PSDASGD(model.parameters(), scaling="amsgrad", rescale="shrink")
+        opt = T.PSDASGD(model.parameters(), scaling="amsgrad", transfer="shrink")
         train(model, opt, X.to(dtype), y, idx)
         out[dtype] = flat(model)
         if dtype == torch.bfloat16:

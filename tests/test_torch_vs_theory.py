@@ -21,7 +21,8 @@ from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory, split
 from theory import optimizers as O
 from theory import scaling as S
-from theory.stepsize import constant
+from theory.stepsize import NORMALISERS, constant
+from theory.transfer import TRANSFERS
 
 STEPS = 40
 
@@ -118,21 +119,44 @@ class Agreement(NamedTuple):
 CHAOS = 100.0
 
 
+# the default and the literal reading of SPEC 3.2, which every path must compute
+VARIANTS = {"default": {}, "literal": {"transfer": "max", "normaliser": "max_alpha"}}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per-tensor"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @settings(max_examples=20)
 @given(case=cases(), momentum=st.sampled_from([0.0, 0.9]), growth=st.sampled_from([np.inf, 1.05]))
-def test_psdasgd_equals_theory(device, foreach, case, momentum, growth):
+def test_psdasgd_equals_theory(device, foreach, variant, case, momentum, growth):
     p, x0, name = case
     tr, rr = _rule_pair(name, p.n)
+    kw = {"momentum": momentum, "growth_rate": growth, **VARIANTS[variant]}
     dev = _compare(
-        O.ps_dadapt_sgd(scaling=tr, momentum=momentum, growth_rate=growth),
-        lambda q: T.PSDASGD(q, scaling=rr, momentum=momentum, growth_rate=growth),
+        O.ps_dadapt_sgd(scaling=tr, **kw),
+        lambda q: T.PSDASGD(q, scaling=rr, **kw),
         p,
         x0,
         device=device,
         foreach=foreach,
     )
+    assert dev.within(rtol(name)), dev
+
+
+@pytest.mark.parametrize("transfer", list(TRANSFERS))
+@pytest.mark.parametrize("normaliser", NORMALISERS)
+@settings(max_examples=6)
+@given(case=cases(), momentum=st.sampled_from([0.0, 0.9]))
+def test_every_psdasgd_variant_equals_theory_per_tensor(transfer, normaliser, case, momentum):
+    """Every transfer and normaliser on the per-tensor path (the default and the literal one
+    run on every path above)."""
+    p, x0, name = case
+    tr, rr = _rule_pair(name, p.n)
+    kw = {"momentum": momentum, "transfer": transfer, "normaliser": normaliser}
+    dev = _compare(
+        O.ps_dadapt_sgd(scaling=tr, **kw), lambda q: T.PSDASGD(q, scaling=rr, **kw), p, x0,
+        foreach=False,
+    )  # fmt: skip
     assert dev.within(rtol(name)), dev
 
 

@@ -98,7 +98,9 @@ class dog_step:
         new = DoGState(state.x0, np.array([rbar]), np.array([gsum]))
         return eta, new, {"d": rbar}
 
-    def rescale(self, state: DoGState, rho: float) -> DoGState:
+    transfer = "none"  # its distances are measured afresh in the current space
+
+    def transfer_state(self, state: DoGState, rho: float) -> DoGState:
         return state
 
 
@@ -460,29 +462,49 @@ class mechanic:
 # -- EG step-size adaptation (Amid, Anil, Fifty, Warmuth 2022) -------------------------------
 
 
+class EGState(NamedTuple):
+    """EG's state: step count, per-coordinate gains ``p``, global scale ``s``, the gradient
+    EMA ``m``, the last update ``h`` and (Adam base) the second moment ``v``."""
+
+    k: int
+    p: np.ndarray
+    s: float
+    m: np.ndarray
+    h: np.ndarray
+    v: np.ndarray
+
+
 @dataclass(frozen=True)
 class eg_stepsize:
-    """Step-size adaptation by exponentiated gradient (Amid et al. 2022, arXiv 2202.00145).
+    """Step-size adaptation by exponentiated gradient (Amid et al. 2022, arXiv 2202.00145)
+    on top of a base direction ``u_k``.
 
     No public code exists and the seed text has no equations; these are the equations of
-    the only rendering found (a third-party survey, baselines.md section 11), UNVERIFIED
-    against the paper's Algorithm box:
+    the only rendering found (a third-party survey, docs/spec.md "EG step-size
+    adaptation"), UNVERIFIED against the paper's Algorithm box:
 
         p_k = p_{k-1} * exp(gamma_p * m_{k-1} * g_k)      per-coordinate gains (EG)
         s_k = s_{k-1} * exp(gamma_s * <h_{k-1}, g_k>)     global scale (EG)
         m_k = beta1 m_{k-1} + (1 - beta1) g_k
-        h_k = mu h_{k-1} + lr * (p_k * g_k)
+        h_k = mu h_{k-1} + lr * (p_k * u_k)
         x_{k+1} = x_k - s_k h_k
 
+    ``base="sgd"``: ``u_k = g_k`` (the survey's form). ``base="adam"``: ``u_k = mhat_k /
+    (sqrt(vhat_k) + eps)``, Adam's direction (the paper augments "a given optimizer"; its
+    experiments use Adam-like bases), with ``mu = 0`` (Adam's m is the momentum).
     Choices (no source for them): s_0 = 1, p_0 = 1, m_{-1} = h_{-1} = 0, no gain
     normalisation or clipping. With gamma_p = gamma_s = 0 it is heavy-ball SGD
-    (``torch.optim.SGD(lr, momentum=mu)``), which the tests check; s and p stay positive."""
+    (``torch.optim.SGD(lr, momentum=mu)``) or ``torch.optim.Adam(lr, (beta1, beta2), eps)``,
+    which the tests check; s and p stay positive."""
 
     lr: float = 0.1
     mu: float = 0.9
     beta1: float = 0.9
     gamma_p: float = 0.01
     gamma_s: float = 0.01
+    base: str = "sgd"
+    beta2: float = 0.999
+    eps: float = 1e-8
     name: str = "eg_stepsize"
 
     def __post_init__(self) -> None:
@@ -491,21 +513,33 @@ class eg_stepsize:
         check.unit_interval("beta1", self.beta1)
         check.non_negative("gamma_p", self.gamma_p)
         check.non_negative("gamma_s", self.gamma_s)
+        check.choice("base", self.base, ("sgd", "adam"))
+        check.unit_interval("beta2", self.beta2)
+        check.positive("eps", self.eps)
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> EGState:
         z = np.zeros_like(np.asarray(x0, dtype=np.float64))
-        return {"k": 0, "p": z + 1.0, "s": 1.0, "m": z, "h": z}
+        return EGState(0, z + 1.0, 1.0, z, z, z)
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        g = _grad(grad, x, state["k"])
+    def step(self, state: EGState, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state.k)
         with np.errstate(over="ignore"):
-            p = state["p"] * np.exp(self.gamma_p * state["m"] * g)
-            s = state["s"] * float(np.exp(self.gamma_s * float(state["h"] @ g)))
+            p = state.p * np.exp(self.gamma_p * state.m * g)
+            s = state.s * float(np.exp(self.gamma_s * float(state.h @ g)))
         if not (math.isfinite(s) and np.all(np.isfinite(p))):
             raise FloatingPointError(
-                f"EG step size overflowed at step {state['k']}: step refused (diverged)"
+                f"EG step size overflowed at step {state.k}: step refused (diverged)"
             )
-        m = self.beta1 * state["m"] + (1 - self.beta1) * g
-        h = self.mu * state["h"] + self.lr * (p * g)
-        new = {"k": state["k"] + 1, "p": p, "s": s, "m": m, "h": h}
+        m = state.m + (1 - self.beta1) * (g - state.m)  # torch's lerp form
+        v = state.v
+        if self.base == "sgd":
+            u = g
+        else:  # Adam's direction, bias-corrected as torch.optim.Adam
+            v = self.beta2 * state.v + (1 - self.beta2) * g * g
+            n = state.k + 1
+            u = (m / (1 - self.beta1**n)) / (
+                np.sqrt(v) / math.sqrt(1 - self.beta2**n) + self.eps
+            )
+        h = self.mu * state.h + self.lr * (p * u)
+        new = EGState(state.k + 1, p, s, m, h, v)
         return x - s * h, new, {"lr": s * self.lr, "min_gain": float(np.min(p))}

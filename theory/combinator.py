@@ -2,7 +2,7 @@
 optimizer (the paper's one idea, SPEC section 9).
 
     g_k     = grad f(x_k);   alpha_k = scaling(g_0..g_k)
-    rho_k   = max(alpha_k / alpha_{k-1})              (k > 0; the step rule is told)
+    rho_k   = the step rule's metric transfer          (k > 0; theory.transfer)
     lam_k   = step-size rule in scaled space (sees g'_k = g_k / alpha_k)
     z_{k+1} = z_k - lam_k * u_k,   u_k = mhat_k / alpha_k**2  (mhat_k = g_k if beta1 = 0)
     x_{k+1} = beta * x_k + (1 - beta) * z_{k+1}        (primal averaging; beta = 0: x = z)
@@ -22,12 +22,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from theory import _validate as check
+from theory import transfer
 from theory.scaling import ScalingRule
 from theory.stepsize import StepInput
+from theory.transfer import MetricChange
 
 
 class PSState(NamedTuple):
     k: int
+    x0: np.ndarray
     z: np.ndarray
     m: np.ndarray | None
     alpha_prev: np.ndarray | None
@@ -56,7 +59,7 @@ class ParameterScaled:
         if x0.ndim != 1:
             raise ValueError(f"Invalid x0: shape {x0.shape} (expected a 1-D vector)")
         m = np.zeros_like(x0) if self.first_moment > 0 else None
-        return PSState(0, x0, m, None, self.scaling.init(x0), self.step_rule.init(x0))
+        return PSState(0, x0, x0, m, None, self.scaling.init(x0), self.step_rule.init(x0))
 
     def step(
         self, state: PSState, x: np.ndarray, loss: float | None, grad: Any
@@ -70,11 +73,12 @@ class ParameterScaled:
                 f"Scaling rule {self.scaling.name!r} gave an invalid alpha at step {k} "
                 "(expected a finite positive vector of the gradient's shape)"
             )
-        step_state, rho = state.step, 1.0
-        if state.alpha_prev is not None:
-            rho = float(np.max(alpha / state.alpha_prev))  # rho_k = max(alpha_k / alpha_{k-1})
-            step_state = self.step_rule.rescale(step_state, rho)
         x = np.asarray(x, dtype=np.float64)
+        step_state, rho = state.step, 1.0
+        if state.alpha_prev is not None and self.step_rule.transfer != "none":
+            change = MetricChange(state.alpha_prev, alpha, x - state.x0, g)
+            rho = transfer.rho(self.step_rule.transfer, change)  # docs/spec.md, transfer
+            step_state = self.step_rule.transfer_state(step_state, rho)
         lam, step_state, info = self.step_rule.step_size(
             step_state, StepInput(k, loss, g, alpha, g / alpha, x)
         )
@@ -89,7 +93,7 @@ class ParameterScaled:
         info = {"lr": lam, "rho": rho, **info}
         return (
             x_next,
-            PSState(k + 1, z, m, alpha, scaling_state, step_state),
+            PSState(k + 1, state.x0, z, m, alpha, scaling_state, step_state),
             {
                 **info,
                 "alpha": alpha,

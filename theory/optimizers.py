@@ -97,13 +97,14 @@ def ps_dadapt_sgd(
     scaling: ScalingRule | str = "adam",
     growth_rate: float = math.inf,
     dhat: str = "code",
-    rescale: str = "max",
-    reference: str = "max_alpha",
+    transfer: str = "min_active",
+    normaliser: str = "g0/alpha_0",
 ) -> ParameterScaled:
-    """PS-DA-SGD (paper Alg. 2, restored in SPEC 3.2). Defaults: the paper's (Adam scaling,
-    momentum 0.9, d0 = 1e-6, constant schedule)."""
+    """PS-DA-SGD (paper Alg. 2; docs/spec.md, "PS-DA-SGD"). Defaults: the paper's (Adam
+    scaling, momentum 0.9, d0 = 1e-6, constant schedule); ``transfer`` and ``normaliser``
+    as ``theory.stepsize.dadapt``."""
     rule = rules.by_name(scaling)
-    step = dadapt(d0, schedule, growth_rate, dhat, rescale, reference)
+    step = dadapt(d0, schedule, growth_rate, dhat, transfer, normaliser)
     return parameter_scaled(step, rule, momentum, name=f"ps_dadapt_sgd[{rule.name}]")
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "lars",
     "lamb",
     "uniformly_scaled",
+    "step_scaled",
     "by_name",
 ]
 
@@ -282,6 +283,35 @@ class uniformly_scaled:
     def update(self, state: Any, g: Any, x: Any) -> tuple[Any, Any]:
         alpha, state = self.rule.update(state, g, x)
         return self.t * alpha, state
+
+
+@dataclass(frozen=True)
+class step_scaled:
+    """``rule`` with alpha_k multiplied by ``factors[k % len(factors)]``: a uniform scale
+    that changes from step to step (principle (i) of docs/spec.md allows it)."""
+
+    rule: Any
+    factors: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for t in self.factors:
+            check.positive("factors", t)
+
+    @property
+    def name(self) -> str:
+        return f"{self.rule.name}*t_k"
+
+    @property
+    def monotone(self) -> bool:
+        return False
+
+    def init(self, x0: Any) -> tuple[int, Any]:
+        return 0, self.rule.init(x0)
+
+    def update(self, state: tuple[int, Any], g: Any, x: Any) -> tuple[Any, tuple[int, Any]]:
+        k, inner = state
+        alpha, inner = self.rule.update(inner, g, x)
+        return self.factors[k % len(self.factors)] * alpha, (k + 1, inner)
 
 
 _BY_NAME = {

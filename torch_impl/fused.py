@@ -8,9 +8,11 @@ CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on p
 dozen or two kernel calls whatever the model:
 
 - ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
-  ``max(alpha_k / alpha_{k-1})`` (where the step-size rule uses rho), ``max(alpha_k)``,
-  ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>`` and ``||g||^2``. Writing nothing makes it
-  double as the finite check: a step refused after it has changed nothing;
+  of rho_k's statistics (the max ratio ``alpha_k / alpha_{k-1}``, or its min over
+  the coordinates with a nonzero gradient, where the step-size rule uses rho),
+  ``max(alpha_k)``, ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>`` and ``||g||^2``. Writing
+  nothing makes it double as the finite check: a step refused after it has changed
+  nothing;
 - ``move_sweep`` (reads g, rule state, s, m, z, x; writes them): the rule's state update,
   ``s = rho s + lam g'``, ``||s_k||^2``, the first moment, ``z -= lam mhat / alpha**2`` and
   ``x = beta x + (1 - beta) z``.
@@ -36,6 +38,7 @@ from typing import Any
 
 import torch
 
+from theory.transfer import STATISTICS, MetricChange
 from torch_impl.foreach_rules import FOREACH, Correction, correction
 
 F64 = torch.float64
@@ -62,30 +65,35 @@ def rule_sweep(
     gs: Tensors,
     rule_tensors: list[tuple],
     ss: Tensors | None,
-    polyak: bool,
-    with_ratio: bool,
+    with_gsq: bool,
+    ratio_stats: tuple[str, ...],
 ) -> tuple[torch.Tensor, ...]:
-    """Reductions only, nothing written: over the tensors, (max alpha_k / alpha_{k-1} (0
-    unless ``with_ratio``), max alpha_k, ||g'||^2 (PS-SPS), <g', s_{k-1}> (with ``ss``),
-    ||g||^2), g' = g / alpha_k.
-    alpha_k comes from the state advanced into new tensors, alpha_{k-1} from the state, so
-    neither is stored; sweep 2 advances the state."""
+    """Reductions only, nothing written: over the tensors, (the transfer statistics
+    ``ratio_stats`` (``theory.transfer.STATISTICS`` of alpha_{k-1}, alpha_k and g: the max
+    or min ratio; none where rho is not used), max alpha_k, ||g'||^2 (PS-SPS, and
+    D-Adaptation's ``g0/alpha_0`` normaliser), <g', s_{k-1}> (with ``ss``), ||g||^2),
+    g' = g / alpha_k. alpha_k comes from the state advanced into new tensors, alpha_{k-1}
+    from the state, so neither is stored; sweep 2 advances the state."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    prev = fr.alpha(rule, c_prev, states, gs) if with_ratio else None
+    prev = fr.alpha(rule, c_prev, states, gs) if ratio_stats else None
     ahead = fr.advance(rule, c, states, gs)  # new tensors: sweep 2 advances the state itself
     alphas = fr.alpha(rule, c, ahead, gs)
     amax = _max(alphas)
-    if prev is not None:  # rho_k candidate
-        ratio = _max([a / b for a, b in zip(alphas, prev, strict=True)])
-    else:
-        ratio = amax * 0
+    ratios = []
+    for name in ratio_stats:  # rho_k's statistics: the very functions theory reduces
+        stat = STATISTICS[name]
+        values = [
+            stat.elementwise(MetricChange(b, a, None, g))
+            for a, b, g in zip(alphas, prev, gs, strict=True)
+        ]
+        ratios.append(getattr(torch.stack([getattr(v, stat.op)() for v in values]), stat.op)())
     us = [g / a for g, a in zip(gs, alphas, strict=True)]  # g'
-    gsq = _sum([u.to(F64).square() for u in us]) if polyak else amax * 0
+    gsq = _sum([u.to(F64).square() for u in us]) if with_gsq else amax * 0
     sdot = amax * 0
     if ss is not None:  # <g', s_{k-1}>: here, before sweep 2 changes s
         sdot = _sum([u.to(F64) * s.to(F64) for u, s in zip(us, ss, strict=True)])
     gradsq = _sum([g.to(F64).square() for g in gs])  # ||g||^2: the finite check
-    return ratio, amax, gsq, sdot, gradsq
+    return tuple(r.to(F64) for r in ratios), amax, gsq, sdot, gradsq
 
 
 def move_sweep(

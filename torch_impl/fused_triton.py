@@ -8,9 +8,10 @@ list of tensors: a block table maps each program to (tensor, offset) and a point
 holds each tensor's address, so a step is two launches per kind of tensor (dtype, master
 copy, step count: one kind in a plain model) and a few reductions of per-program partials:
 
-- ``rule_sweep`` (reads g and the rule state; writes nothing): max(alpha_k / alpha_{k-1})
-  (where the step-size rule uses rho), max(alpha_k), ||g'||^2 (PS-SPS) and ||g||^2 (the
-  finite check);
+- ``rule_sweep`` (reads g and the rule state; writes nothing): the statistics of rho_k
+  (max(alpha_k / alpha_{k-1}), or its min over the coordinates with g != 0 and over all,
+  where the step-size rule uses rho), max(alpha_k), ||g'||^2 (PS-SPS, and D-Adaptation's
+  ``g0/alpha_0`` normaliser) and ||g||^2 (the finite check);
 - ``move_sweep`` (reads and writes rule state, s, m, z, x once): the rule's state update,
   <g', s_{k-1}> and ``s = rho s + lam g'`` (D-Adaptation) with ||s_k||^2, the first
   moment, ``z -= lam mhat / alpha**2`` and ``x = beta x + (1 - beta) z``.
@@ -241,19 +242,33 @@ def _on(device: torch.device):
     return torch.cuda.device(device)
 
 
-def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, polyak: bool, with_ratio: bool):
-    """Sweep 1: float64 0-dim (max ratio (0 unless ``with_ratio``), max alpha, ||g'||^2,
-    ||g||^2)."""
+# the transfers' statistics the rule kernel computes: (its RATIO code, {statistic: column});
+# a min is stored negated, so that every statistic column is reduced by max
+RATIO_CODES = {
+    (): (0, {}),
+    ("ratio_max",): (1, {"ratio_max": 0}),
+    ("ratio_min_active", "ratio_min"): (2, {"ratio_min_active": 2, "ratio_min": 3}),
+}
+RULE_COLUMNS = 8  # ratio max, alpha max, -active min ratio, -min ratio, ||g'||^2, ||g||^2, -, -
+RULE_MAXED = 4  # the columns reduced by max
+
+
+def rule_sweep(rule: Any, launch: Launch, c: Consts, dtype, with_gsq: bool, stats: tuple):
+    """Sweep 1: float64 0-dim ({statistic: value} of the transfer's ``stats``
+    (``RATIO_CODES``), max alpha, ||g'||^2 (0 unless ``with_gsq``), ||g||^2)."""
+    code, columns = RATIO_CODES[tuple(stats)]
     programs = launch.programs  # rows of partials, then the reduced row
-    out = torch.empty((programs + 1, 4), dtype=F64, device=launch.ptrs.device)
+    out = torch.empty((programs + 1, RULE_COLUMNS), dtype=F64, device=launch.ptrs.device)
     with _on(out.device):
         _rule_kernel[(programs,)](
             launch.blocks, launch.starts, launch.numels, launch.ptrs, launch.n, launch.blocks_n,
             out, launch.counters[0], c.beta2, c.omb2, c.eps, c.root_prev, c.bc2, c.root,
-            RULE=rule_code(rule), POLYAK=polyak, RATIO=with_ratio, DT=_TL_DTYPES[dtype],
+            RULE=rule_code(rule), GSQ=with_gsq, RATIO=code, DT=_TL_DTYPES[dtype],
             BLOCK=BLOCK, num_warps=WARPS,
         )  # fmt: skip
-    return out[programs].unbind()
+    row = out[programs]
+    ratios = {key: row[col] if col < 2 else -row[col] for key, col in columns.items()}
+    return ratios, row[1], row[4], row[5]
 
 
 def move_sweep(
@@ -370,7 +385,7 @@ if triton is not None:
     def _reduce_last(out, counter, COLS: tl.constexpr, MAXED: tl.constexpr):
         # The program that finishes last reduces every program's partials (rows 0 to
         # programs - 1 of out, COLS each) into row `programs`: the first MAXED columns by
-        # max (the partials are >= 0), the others by sum, the rows always in the same
+        # max (a negated min among them), the others by sum, the rows always in the same
         # order (deterministic); then it zeroes the counter for the next launch. No torch
         # reductions follow the launch: they cost more host time than the sweep itself.
         tl.debug_barrier()  # this program's partials are stored before it is counted
@@ -380,14 +395,14 @@ if triton is not None:
         done = tl.max(tl.atomic_add(counter + tl.zeros((1,), tl.int32), 1, sem="acq_rel"), 0)
         if done == programs - 1:
             cols = tl.arange(0, COLS)
-            top = tl.zeros((REDUCE_ROWS, COLS), tl.float64)
+            top = tl.full((REDUCE_ROWS, COLS), float("-inf"), tl.float64)
             total = tl.zeros((REDUCE_ROWS, COLS), tl.float64)
             start = 0
             while start < programs:
                 rows = start + tl.arange(0, REDUCE_ROWS)[:, None]
                 part = tl.load(out + rows * COLS + cols[None, :], mask=rows < programs,
                                other=0.0, volatile=True)  # fmt: skip
-                top = tl.maximum(top, part)
+                top = tl.maximum(top, tl.where(rows < programs, part, float("-inf")))
                 total += part
                 start += REDUCE_ROWS
             reduced = tl.where(cols < MAXED, tl.max(top, 0), tl.sum(total, 0))
@@ -398,36 +413,47 @@ if triton is not None:
     def _rule_kernel(blocks, starts, numels, ptrs, n, nblocks, out, counter,
                      beta2: tl.float64, omb2: tl.float64, eps: tl.float64,
                      root_prev: tl.float64, bc2: tl.float64, root: tl.float64,
-                     RULE: tl.constexpr, POLYAK: tl.constexpr, RATIO: tl.constexpr,
+                     RULE: tl.constexpr, GSQ: tl.constexpr, RATIO: tl.constexpr,
                      DT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
         pid = tl.program_id(0)
         eps, root_prev, root = _scalar(eps, DT), _scalar(root_prev, DT), _scalar(root, DT)
         beta2, omb2, bc2 = _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT)
         top_ratio = tl.zeros((BLOCK,), DT)  # element-wise over this program's blocks
+        low_active = tl.full((BLOCK,), float("inf"), DT)  # RATIO == 2: the min ratios
+        low_ratio = tl.full((BLOCK,), float("inf"), DT)
         top_alpha = tl.zeros((BLOCK,), DT)
         gsq = tl.zeros((BLOCK,), tl.float64)
         gradsq = tl.zeros((BLOCK,), tl.float64)
         b = pid
         while b < nblocks:  # blocks pid, pid + programs, ...: always the same order
             t, offs, mask, g, v, w = _program(b, blocks, starts, numels, ptrs, n, RULE, DT, BLOCK)
-            if RATIO:  # alpha_{k-1}, from the state (half of this sweep's arithmetic)
+            if RATIO > 0:  # alpha_{k-1}, from the state (half of this sweep's arithmetic)
                 prev = _alpha(v, w, g, eps, root_prev, RULE)
             v, w = _advance(v, w, g, beta2, omb2, bc2, RULE)  # in registers only
             a = _alpha(v, w, g, eps, root, RULE)
-            if RATIO:
+            if RATIO == 1:
                 top_ratio = tl.maximum(top_ratio, tl.where(mask, _div(a, prev), 0.0))
+            elif RATIO == 2:  # theory.transfer: min ratio over g != 0, and over all
+                ratio = _div(a, prev)
+                low_active = tl.minimum(low_active, tl.where(mask & (g != 0), ratio, float("inf")))
+                low_ratio = tl.minimum(low_ratio, tl.where(mask, ratio, float("inf")))
             top_alpha = tl.maximum(top_alpha, tl.where(mask, a, 0.0))
-            if POLYAK:
+            if GSQ:
                 u = _div(g, a).to(tl.float64)  # g' = g / alpha (0 outside the tensor)
                 gsq += u * u
             g64 = g.to(tl.float64)
             gradsq += g64 * g64  # ||g||^2: the finite check
             b += tl.num_programs(0)
-        tl.store(out + pid * 4, tl.max(top_ratio).to(tl.float64))
-        tl.store(out + pid * 4 + 1, tl.max(top_alpha).to(tl.float64))
-        tl.store(out + pid * 4 + 2, tl.sum(gsq))
-        tl.store(out + pid * 4 + 3, tl.sum(gradsq))
-        _reduce_last(out, counter, 4, 2)
+        row = out + pid * 8  # RULE_COLUMNS
+        tl.store(row, tl.max(top_ratio).to(tl.float64))
+        tl.store(row + 1, tl.max(top_alpha).to(tl.float64))
+        tl.store(row + 2, -tl.min(low_active).to(tl.float64))
+        tl.store(row + 3, -tl.min(low_ratio).to(tl.float64))
+        tl.store(row + 4, tl.sum(gsq))
+        tl.store(row + 5, tl.sum(gradsq))
+        tl.store(row + 6, 0.0)
+        tl.store(row + 7, 0.0)
+        _reduce_last(out, counter, 8, 4)
 
     @triton.jit
     def _move_kernel(blocks, starts, numels, ptrs, n, nblocks, out, counter,

@@ -47,6 +47,7 @@ import torch
 from theory import _validate as check
 from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
+from theory.transfer import STATISTICS, TRANSFERS, MetricChange
 from torch_impl import fused as F
 from torch_impl import fused_triton as FT
 from torch_impl import plan as P
@@ -59,9 +60,15 @@ STRIDED = torch.strided  # dense layout
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 F64 = torch.float64
 STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
-MAX_KEYS = frozenset({"ratio", "amax", "loss_bad", "below"})  # reduced by max; others by sum
+MAX_KEYS = frozenset({"amax", "loss_bad", "below"})  # reduced by max; others by sum, but
+# a transfer's statistics, reduced by their own op (theory.transfer.STATISTICS)
+FUSED_DADAPT = {  # the transfers and normalisers whose statistics the fused kernels compute
+    "transfer": ("min_active", "max", "shrink", "none"),
+    "normaliser": ("g0/alpha_0", "max_alpha"),
+}
 RULE_SLOTS = frozenset(k for k in P.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
-PARAM_SIZED = frozenset(P.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha"}  # shaped as the parameter
+# shaped as the parameter
+PARAM_SIZED = frozenset(P.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha", "x0"}
 
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
@@ -88,7 +95,7 @@ class ParameterScaled(torch.optim.Optimizer):
             ``first_moment`` and ``scaling``).
         step: a ``theory.stepsize`` rule object: ``constant(lr)``, ``polyak(f_star, c,
             eta_max, f_star_tol)`` or ``dadapt(d0, growth_rate=..., dhat=...,
-            rescale_mode=..., reference=...)``. Its ``schedule`` must be None: in torch the
+            transfer=..., normaliser=...)``. Its ``schedule`` must be None: in torch the
             schedule is the group ``lr`` (use an LR scheduler).
         scaling: a rule name (``"adam"``, ``"amsgrad"``, ``"adagrad"``, ``"rmsprop"``,
             ``"identity"``, ``"lars"``, ``"lamb"``) or a rule object.
@@ -98,9 +105,9 @@ class ParameterScaled(torch.optim.Optimizer):
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
         foreach: use the multi-tensor path where the rule has one (default: yes).
-        fused: run each of the two sweeps as fused kernels (element-wise built-in rules,
-            ``reference="max_alpha"``): on the CPU compiled loops on packs of tensors
-            (``torch_impl.fused``: a C++ compiler must be installed; the first step
+        fused: run each of the two sweeps as fused kernels (element-wise built-in rules;
+            the transfers and normalisers of ``FUSED_DADAPT``): on the CPU compiled loops on
+            packs of tensors (``torch_impl.fused``: a C++ compiler must be installed; the first step
             compiles for ~20 s), on CUDA one Triton launch per sweep over all tensors
             (``torch_impl.fused_triton``; dense parameters).
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient.
@@ -139,11 +146,13 @@ class ParameterScaled(torch.optim.Optimizer):
             )
         if fused and foreach:
             raise ValueError("Invalid foreach: True with fused=True (expected at most one)")
-        if fused and getattr(step, "reference", "max_alpha") != "max_alpha":
-            raise ValueError(
-                f"Invalid reference: {step.reference!r} with fused=True (expected "
-                "'max_alpha'; the other reference runs on the foreach path)"
-            )
+        if fused and isinstance(step, dadapt):
+            for key, allowed in FUSED_DADAPT.items():
+                if getattr(step, key) not in allowed:
+                    raise ValueError(
+                        f"Invalid {key}: {getattr(step, key)!r} with fused=True (expected one "
+                        f"of {allowed}; the others run on the foreach and per-tensor paths)"
+                    )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -225,7 +234,7 @@ class ParameterScaled(torch.optim.Optimizer):
             }
 
     def _needs_rho(self) -> bool:
-        return isinstance(self.step_rule, dadapt) and self.step_rule.rescale_mode != "none"
+        return self.step_rule.transfer != "none"
 
     def _init_param(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         st = self.state[p]
@@ -240,8 +249,10 @@ class ParameterScaled(torch.optim.Optimizer):
             st["m"] = torch.zeros_like(x)
         if isinstance(self.step_rule, dadapt):
             st["s"] = torch.zeros_like(x)
-            if self.step_rule.reference == "g0/alpha_k":
+            if self.step_rule.normaliser == "g0/alpha_k":
                 st["g0"] = torch.zeros_like(x)
+            if self.step_rule.transfer == "displacement":
+                st["x0"] = x.clone()  # the start: the distance travelled is x - x0
         return st
 
     def _states(self, group: dict[str, Any], ps: Tensors) -> list[dict[str, Any]]:
@@ -275,13 +286,14 @@ class ParameterScaled(torch.optim.Optimizer):
     def _fetch(self, part: dict[str, list[torch.Tensor]], loss: Any = None) -> dict[str, float]:
         """The host synchronisation: each partial reduction of ``part`` reduced over its
         entries (tensors, groups) and, when sharded, over the ranks (a maximum for
-        ``MAX_KEYS``, a sum otherwise), and this rank's loss, as floats (one copy)."""
+        ``MAX_KEYS``, a transfer statistic by its own op, a sum otherwise), and this rank's
+        loss, as floats (one copy)."""
         keys = list(part)
-        values = [_reduce(ts, key in MAX_KEYS) for key, ts in part.items()]
+        values = [_reduce(ts, _op(key)) for key, ts in part.items()]
         if self.sharded and values:
             ops = torch.distributed.ReduceOp
-            for op, is_max in ((ops.MAX, True), (ops.SUM, False)):
-                at = [i for i, key in enumerate(keys) if (key in MAX_KEYS) is is_max]
+            for op, name in ((ops.MAX, "max"), (ops.MIN, "min"), (ops.SUM, "sum")):
+                at = [i for i, key in enumerate(keys) if _op(key) == name]
                 if at:
                     both = torch.stack([values[i] for i in at])
                     torch.distributed.all_reduce(both, op, self.process_group)
@@ -411,18 +423,17 @@ class ParameterScaled(torch.optim.Optimizer):
                     alphas, new = update(group["scaling"], sts, cg)
                 else:
                     alphas, new = self._rule_per_tensor(group["scaling"], cp, cg, sts)
-                # rho_k = max(alpha_k / alpha_{k-1}), over tensors that had an alpha_{k-1}
-                # (a parameter whose first gradient comes at this step has none)
-                had = [(a, st["alpha"]) for st, a in zip(sts, alphas, strict=True) if "alpha" in st]
-                if rho_needed and had:
-                    ratios = torch._foreach_div(*map(list, zip(*had, strict=True)))
-                    add("ratio", torch.stack(torch._foreach_max(ratios)).max())
-                if isinstance(rule_is, polyak):
+                # rho_k's statistics, over tensors that had an alpha_{k-1} (a parameter whose
+                # first gradient comes at this step has none)
+                if rho_needed:
+                    _transfer_statistics(rule_is.transfer, cp, cg, sts, alphas, add)
+                first = g0_unset and _normalised_by(rule_is, "g0/alpha_0")
+                if isinstance(rule_is, polyak) or first:
                     gp = torch._foreach_div(cg, alphas)  # g' = g / alpha
                     add("gsq", torch.stack(torch._foreach_norm(gp)).square().sum())
-                elif isinstance(rule_is, dadapt):
+                if isinstance(rule_is, dadapt):
                     add("amax", torch.stack(torch._foreach_max(alphas)).max())
-                    if rule_is.reference == "g0/alpha_k":
+                    if rule_is.normaliser == "g0/alpha_k":
                         if g0_unset:
                             for ahead, g in zip(new, cg, strict=True):
                                 ahead["g0"] = g.clone()
@@ -471,15 +482,28 @@ class ParameterScaled(torch.optim.Optimizer):
         else:
             self._inductor_rule(group, ps, gs, sts, k, add)
 
-    def _add_partials(self, add, with_ratio: bool, ratio, amax, gsq, gradsq) -> None:
-        """A fused sweep 1's partial reductions, as the step-size rule needs them; the ratio
-        only where the tensors have an alpha_{k-1} (not at their first step)."""
+    def _ratio_stats(self) -> tuple[str, ...]:
+        """The transfer's statistics a fused sweep 1 computes (fixed for a run: the
+        kernel's variant)."""
+        return TRANSFERS[self.step_rule.transfer].needs
+
+    def _wants_gsq(self) -> bool:
+        """Whether the CPU kernels' sweep 1 reduces ||g'||^2: PS-SPS's step, D-Adaptation's
+        normaliser ``g0/alpha_0`` (fixed for a run: one compiled variant; there g' is
+        computed anyway, for <g', s>)."""
+        return isinstance(self.step_rule, polyak) or _normalised_by(self.step_rule, "g0/alpha_0")
+
+    def _add_partials(self, add, with_ratio: bool, ratios: dict, amax, gsq, gradsq) -> None:
+        """A fused sweep 1's partial reductions, as the step-size rule needs them; the
+        transfer's statistics only where the tensors have an alpha_{k-1} (not at their
+        first step); ||g'||^2 where the sweep computed it (``gsq`` not None)."""
         add("gradsq", gradsq)
         if with_ratio:
-            add("ratio", ratio)
-        if isinstance(self.step_rule, polyak):
+            for key, value in ratios.items():
+                add(key, value)
+        if gsq is not None:
             add("gsq", gsq)
-        elif isinstance(self.step_rule, dadapt):
+        if isinstance(self.step_rule, dadapt):
             add("amax", amax)
 
     def _inductor_rule(self, group, ps: Tensors, gs: Tensors, sts: list[dict], k: int, add) -> None:
@@ -487,10 +511,9 @@ class ParameterScaled(torch.optim.Optimizer):
         (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
         lam in sweep 2) and ||g||^2 (the finite check)."""
         rule = group["scaling"]
-        is_polyak = isinstance(self.step_rule, polyak)
+        with_gsq = self._wants_gsq()
         is_dadapt = isinstance(self.step_rule, dadapt)
-        with_rho = self._needs_rho()  # the kernel's variant: fixed for a run
-        want_ratio = with_rho and k > 0
+        stats = self._ratio_stats()  # the kernel's variant: fixed for a run
         plan = self._plan(group, ps, sts, F.packs)
         packs = []
         for (dtype, has_z, _), pack in plan.layout:
@@ -503,13 +526,15 @@ class ParameterScaled(torch.optim.Optimizer):
         corrections = {n: F.tensor_correction(rule, n) for n in counts}  # once per step count
         for (dtype, _, count), pack in packs:
             c_prev, c = corrections[count - 1], corrections[count]
-            variant = (type(rule), dtype, is_polyak, is_dadapt, with_rho, len(pack))
+            variant = (type(rule), dtype, with_gsq, is_dadapt, stats, len(pack))
             run = F.kernel(F.rule_sweep, *variant)
-            ratio, amax, gsq, sdot, gradsq = run(
+            ratios, amax, gsq, sdot, gradsq = run(
                 rule, c_prev, c, [g for _, _, g in pack], [v["rule"] for _, v, _ in pack],
-                [v["s"] for _, v, _ in pack] if is_dadapt else None, is_polyak, with_rho,
+                [v["s"] for _, v, _ in pack] if is_dadapt else None, with_gsq, stats,
             )  # fmt: skip
-            self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
+            ratios = dict(zip(stats, ratios, strict=True))
+            gsq = gsq if with_gsq else None
+            self._add_partials(add, k > 0 and count > 0, ratios, amax, gsq, gradsq)
             if is_dadapt:
                 sdots.append(sdot)
         self._fused_step[id(group)] = (self._inductor_move, (plan, packs, sdots, corrections))
@@ -549,9 +574,12 @@ class ParameterScaled(torch.optim.Optimizer):
         reductions only, ||g||^2 among them (the finite check). The group's plan
         (``torch_impl.plan``) is rebuilt only when its parameters or state moved."""
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
-        is_polyak = isinstance(self.step_rule, polyak)
-        with_rho = self._needs_rho()  # the kernel's variant: fixed for a run
-        want_ratio = with_rho and k > 0
+        # ||g'||^2: PS-SPS's every step, the g0/alpha_0 normaliser's first (a Triton
+        # variant is cheap to build, unlike a CPU kernel: sweep 1 then has no division more)
+        with_gsq = isinstance(self.step_rule, polyak) or (
+            _normalised_by(self.step_rule, "g0/alpha_0") and self._global["g0_norm"] == 0
+        )
+        stats = self._ratio_stats()  # the kernel's variant: fixed for a run
         plan = self._plan(group, ps, sts, FT.layout)
         gs = FT.laid_out(plan.layout, ps, gs)
         launches = []
@@ -560,10 +588,11 @@ class ParameterScaled(torch.optim.Optimizer):
             count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
             launch = FT.launch(kind, gs)
             consts = FT.consts(rule, count, b1, beta)
-            ratio, amax, gsq, gradsq = FT.rule_sweep(
-                rule, launch, consts, dtype, is_polyak, with_rho
+            ratios, amax, gsq, gradsq = FT.rule_sweep(
+                rule, launch, consts, dtype, with_gsq, stats
             )
-            self._add_partials(add, want_ratio and count > 0, ratio, amax, gsq, gradsq)
+            gsq = gsq if with_gsq else None
+            self._add_partials(add, k > 0 and count > 0, ratios, amax, gsq, gradsq)
             launches.append((kind, launch, consts))
         # the gradients copied into their parameters' layout must live until sweep 2
         self._fused_step[id(group)] = (self._triton_move, (plan, gs, launches))
@@ -630,9 +659,9 @@ class ParameterScaled(torch.optim.Optimizer):
             values = values | self._fetch(part)
             for st, new in staged:
                 st.update(new)
-        rho = values.get("ratio", 1.0)
-        glob["rho"] = rho
         rule = self.step_rule
+        rho = _rho(rule.transfer, values) if k > 0 else 1.0
+        glob["rho"] = rho
         if isinstance(rule, constant):
             base = rule.lr
         elif isinstance(rule, polyak):
@@ -645,25 +674,28 @@ class ParameterScaled(torch.optim.Optimizer):
         glob["k"] = k + 1
 
     def _dadapt_lam(self, k: int, rho: float, values: dict[str, float]) -> float:
-        """lam_k of D-Adaptation in the scaled space (SPEC 3.2), d moved to the new space."""
+        """lam_k of D-Adaptation in the scaled space (docs/spec.md, PS-DA-SGD), its state
+        first moved to the new metric (``theory.stepsize.dadapt.transfer_state``)."""
         rule: dadapt = self.step_rule
         glob = self._global
-        if rule.rescale_mode == "shrink":
-            rho = min(rho, 1.0)
-        if rule.rescale_mode != "none":  # move the scaled-space state to the new space
-            glob["d"] = glob["d"] * rho
-            glob["numerator"] = glob["numerator"] * (rho * rho)
-        self._rho_s = rho if rule.rescale_mode != "none" else 1.0  # applied to s
+        glob["d"] = glob["d"] * rho
+        glob["numerator"] = glob["numerator"] * (rho * rho)
+        if rule.normaliser == "g0/alpha_0":
+            glob["g0_norm"] = glob["g0_norm"] / rho  # a scaled gradient norm (0 stays 0)
+        self._rho_s = rho  # applied to s in sweep 2
         amax = values["amax"]
         if k == 0:
             glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
         if glob["g0_norm"] == 0:
-            glob["g0_norm"] = math.sqrt(values["gradsq"])
+            first = values["gsq"] if rule.normaliser == "g0/alpha_0" else values["gradsq"]
+            glob["g0_norm"] = math.sqrt(first)
         d, g0 = glob["d"], glob["g0_norm"]
         if g0 == 0:  # no gradient yet: no step
             return 0.0
-        if rule.reference == "max_alpha":
-            return d * amax / g0  # ||g_0|| in the new space
+        if rule.normaliser == "g0/alpha_0":
+            return d / g0  # ||g_0 / alpha_0||, moved with the metric
+        if rule.normaliser == "max_alpha":
+            return d * amax / g0  # ||g_0|| / max(alpha_k)
         norm = math.sqrt(values["g0s"])
         return d / (norm if norm > 0 else 1.0)
 
@@ -885,11 +917,56 @@ def _counts_own_steps(rule: Any, g: torch.Tensor) -> bool:
     return isinstance(rule.init(g[:0]), S.Moments)
 
 
-def _reduce(ts: Tensors, largest: bool) -> torch.Tensor:
-    """The maximum or the sum of 0-dim tensors (one: itself, no launch)."""
+def _op(key: str) -> str:
+    """How a partial reduction ``key`` combines over tensors and ranks."""
+    if key in STATISTICS:
+        return STATISTICS[key].op
+    return "max" if key in MAX_KEYS else "sum"
+
+
+def _reduce(ts: Tensors, op: str) -> torch.Tensor:
+    """The maximum, minimum or sum of 0-dim tensors (one: itself, no launch)."""
     if len(ts) == 1:
         return ts[0]
-    return torch.stack(ts).max() if largest else torch.stack(ts).sum()
+    return getattr(torch.stack(ts), op)()
+
+
+def _rho(transfer: str, values: dict[str, float]) -> float:
+    """rho_k of ``transfer`` from the fetched statistics (theory.transfer: the same
+    function as the NumPy reference); 1 where no tensor had an alpha_{k-1} or none is
+    needed."""
+    needs = TRANSFERS[transfer].needs
+    if not all(key in values for key in needs):
+        return 1.0
+    return TRANSFERS[transfer].rho({key: values[key] for key in needs})
+
+
+def _normalised_by(rule: Any, normaliser: str) -> bool:
+    return isinstance(rule, dadapt) and rule.normaliser == normaliser
+
+
+def _transfer_statistics(
+    transfer: str, ps: Tensors, gs: Tensors, states: list[dict], alphas: Tensors, add: Callable
+) -> None:
+    """The partial reductions of ``transfer``'s statistics over the tensors that have an
+    alpha_{k-1}: the max ratio with foreach kernels, the others per tensor with the very
+    element-wise functions of ``theory.transfer.STATISTICS`` (array API)."""
+    had = [i for i, st in enumerate(states) if "alpha" in st]
+    if not had:
+        return
+    for key in TRANSFERS[transfer].needs:
+        if key == "ratio_max":
+            ratios = torch._foreach_div([alphas[i] for i in had], [states[i]["alpha"] for i in had])
+            add(key, torch.stack(torch._foreach_max(ratios)).max())
+            continue
+        stat = STATISTICS[key]
+        parts = []
+        for i in had:
+            st = states[i]
+            moved = ps[i].detach().to(alphas[i].dtype) - st["x0"] if "x0" in st else None
+            value = stat.elementwise(MetricChange(st["alpha"], alphas[i], moved, gs[i]))
+            parts.append(getattr(value.to(F64), stat.op)())
+        add(key, _reduce(parts, stat.op))
 
 
 def _loss_value(loss: Any, device: torch.device, sharded: bool) -> float | torch.Tensor:
@@ -951,7 +1028,7 @@ class PSSPS(ParameterScaled):
 class PSDASGD(ParameterScaled):
     """PS-DA-SGD (paper Alg. 2, restored in SPEC 3.2); ``scaling="identity"`` is D-Adapt
     SGD (``dadaptation.DAdaptSGD``). Defaults are the paper's: Adam scaling, momentum 0.9.
-    ``rescale="shrink"`` is the research variant ``d *= min(1, rho_k)`` (README findings).
+    ``transfer`` and ``normaliser``: as ``theory.stepsize.dadapt`` (docs/spec.md).
     ``options``: ``foreach``, ``skip_nonfinite``, ``sharded``, ``process_group``."""
 
     def __init__(
@@ -964,9 +1041,9 @@ class PSDASGD(ParameterScaled):
         growth_rate: float = math.inf,
         *,
         dhat: str = "code",
-        rescale: str = "max",
-        reference: str = "max_alpha",
+        transfer: str = "min_active",
+        normaliser: str = "g0/alpha_0",
         **options: Any,
     ) -> None:
-        step = dadapt(d0, None, growth_rate, dhat, rescale, reference)
+        step = dadapt(d0, None, growth_rate, dhat, transfer, normaliser)
         super().__init__(params, step, scaling, lr, momentum, **options)

@@ -1,0 +1,98 @@
+"""The figure of ``paramscale train``, drawn from its CSV (``paramscale.train.runner``).
+
+One row of panels per task: the logged train loss, the test metric (mean over seeds, the
+band from the lowest to the highest seed), and the effective learning rate of the
+learning-rate-free methods whose step is in Adam units, against the band of constant Adam
+learning rates that end within 1 point of the best (the paper's learning-rate plot). To
+keep each panel readable it shows the best tuned Adam and SGD, this project's methods
+(every variant run) and D-Adapt Adam and Prodigy; every other method is in the table and
+the CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from figures.plots import PALETTE, _plt, _save
+from paramscale.train.report import best_of_grids, good_band, summarize
+from paramscale.train.tasks import TASKS
+
+SHOWN = ("adam", "sgd", "PSDASGD", "PSSPS", "DAdaptAdam", "Prodigy")
+FAMILY_COLOURS = {
+    "adam": PALETTE[6], "sgd": "#999999", "PSSPS": PALETTE[5], "DAdaptAdam": PALETTE[1],
+    "Prodigy": PALETTE[3],
+}  # fmt: skip
+VARIANT_COLOURS = [PALETTE[4], PALETTE[2], PALETTE[0], PALETTE[7]]  # PSDASGD and its variants
+BAND = "#bbbbbb"
+
+
+def _curves(rows: list[dict[str, Any]], task: str, method: str, key: str):
+    """steps, mean, low, high of ``key`` over the seeds of one method (NaN where a seed has
+    no value, e.g. after it diverged)."""
+    by_seed: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r["task"] == task and r["method"] == method and r["status"] != "skipped":
+            by_seed.setdefault(r["seed"], {})[r["step"]] = r[key]
+    steps = sorted({s for seed in by_seed.values() for s in seed})
+    values = np.array([[seed.get(s, np.nan) for s in steps] for seed in by_seed.values()])
+    if values.size == 0:
+        return np.array([]), *(np.array([]),) * 3
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return (
+                np.array(steps), np.nanmean(values, 0), np.nanmin(values, 0),
+                np.nanmax(values, 0),
+            )  # fmt: skip
+
+
+def train_plot(rows: list[dict[str, Any]], out: Path, name: str = "train") -> list[Path]:
+    """The figure, as ``out/name.png`` and ``.pdf``."""
+    plt = _plt()
+    summaries = summarize(rows)
+    chosen = [s for s in best_of_grids(summaries) if s.status == "ok" and s.family in SHOWN]
+    tasks = list(dict.fromkeys(s.task for s in chosen))
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(13, 2.9 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        ax_loss, ax_metric, ax_lr = axes[row]
+        variants = 0
+        for s in (s for s in chosen if s.task == task):
+            if s.family == "PSDASGD":
+                colour = VARIANT_COLOURS[variants % len(VARIANT_COLOURS)]
+                variants += 1
+            else:
+                colour = FAMILY_COLOURS[s.family]
+            label = s.method if s.grid_lr is None else f"{s.family} (best lr {s.grid_lr:.2g})"
+            if s.diverged + s.errors:
+                label += f" [{s.diverged + s.errors}/{s.seeds} diverged]"
+            for ax, key in ((ax_loss, "train_loss"), (ax_metric, "test_metric")):
+                steps, mean, low, high = _curves(rows, task, s.method, key)
+                ax.plot(steps, mean, color=colour, lw=1.4, label=label)
+                ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
+            if s.lr_units == "adam" and s.grid_lr is None:
+                steps, mean, low, high = _curves(rows, task, s.method, "effective_lr")
+                ax_lr.plot(steps, mean, color=colour, lw=1.4, label=label)
+                ax_lr.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
+        band = good_band(summaries, task)
+        if band is not None:
+            ax_lr.axhspan(band[0], band[1], color=BAND, alpha=0.5, lw=0,
+                          label="Adam lrs within 1 pt of best")  # fmt: skip
+            if band[0] == band[1]:
+                ax_lr.axhline(band[0], color=BAND, lw=3)
+        ax_loss.set_yscale("log")
+        ax_lr.set_yscale("log")
+        ax_loss.set_ylabel(f"{task}\ntrain loss")
+        ax_metric.set_ylabel(TASKS[task].metric)
+        ax_lr.set_ylabel("effective lr (Adam units)")
+        for ax in (ax_loss, ax_metric, ax_lr):
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        ax_metric.legend(fontsize=6.5, loc="lower right")
+        ax_lr.legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    return _save(fig, out, name)

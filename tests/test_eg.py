@@ -1,0 +1,79 @@
+"""The EG step-size adaptation in torch (torch_impl.EGStepSize) against its NumPy
+reference (theory.baselines.eg_stepsize), step for step in float64, and against
+torch.optim with its adaptation switched off."""
+
+import numpy as np
+import pytest
+import torch
+
+import synthetic
+import theory
+import torch_impl as T
+from tests.oracle import max_rel_dev, oracle_trajectory
+from theory import optimizers as O
+
+PROBLEMS = {
+    "lad": lambda: synthetic.lad(m=40, n=8, scale=1.0, seed=0),
+    "logistic": lambda: synthetic.logistic(m=40, n=6, scale=2.0, seed=1),
+}
+STEPS = 150
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        {"base": "adam", "lr": 1e-2, "mu": 0.0, "gamma_p": 0.05, "gamma_s": 0.05},
+        {"base": "sgd", "lr": 0.02, "mu": 0.9, "gamma_p": 0.01, "gamma_s": 0.01},
+    ],
+)
+def test_torch_equals_the_numpy_reference(problem, hyper):
+    p = PROBLEMS[problem]()
+    ref = theory.run(O.eg_stepsize(**hyper), p, iters=STEPS)
+    ours = oracle_trajectory(lambda ps: T.EGStepSize(ps, **hyper), p, p.x0, STEPS)
+    assert max_rel_dev(ours, ref.x) <= 1e-10
+    assert np.ptp(ref.lr) > 0  # the adaptation did move the scale
+
+
+def test_without_adaptation_it_is_torch_adam_and_sgd():
+    p = PROBLEMS["logistic"]()
+    off = {"gamma_p": 0.0, "gamma_s": 0.0}
+    adam = oracle_trajectory(lambda ps: torch.optim.Adam(ps, lr=1e-2), p, p.x0, STEPS)
+    ours = oracle_trajectory(lambda ps: T.EGStepSize(ps, lr=1e-2, **off), p, p.x0, STEPS)
+    assert max_rel_dev(ours, adam) <= 1e-12
+    ref = theory.run(O.eg_stepsize(lr=1e-2, mu=0.0, base="adam", **off), p, iters=STEPS)
+    assert max_rel_dev(ref.x, adam) <= 1e-12
+    sgd = oracle_trajectory(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), p, p.x0, 50)
+    ours = oracle_trajectory(
+        lambda ps: T.EGStepSize(ps, lr=0.05, base="sgd", **off), p, p.x0, 50
+    )
+    assert max_rel_dev(ours, sgd) <= 1e-12
+
+
+def test_an_overflowing_scale_is_refused_and_changes_nothing():
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = T.EGStepSize([w], lr=1.0, gamma_s=1e4)
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()  # h_0 = lr * u: the next <h, g> is large
+    before = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()},
+              dict(opt.state["global"]))  # fmt: skip
+    w.grad = torch.full((3,), 1e3, dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="overflowed at step 1"):
+        opt.step()
+    assert torch.equal(w, before[0]) and opt.state["global"] == before[2]
+    for key, value in before[1].items():
+        assert torch.equal(opt.state[w][key], value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": -1.0}, "Invalid lr: -1.0"),
+        ({"base": "lion"}, "Invalid base: 'lion'"),
+        ({"mu": 0.9}, "Invalid mu: 0.9 with base='adam'"),
+        ({"gamma_s": -0.1}, "Invalid gamma_s: -0.1"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        T.EGStepSize([torch.nn.Parameter(torch.zeros(2))], **kwargs)
