@@ -11,6 +11,7 @@ the CSV.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,9 @@ def _curves(rows: list[dict[str, Any]], task: str, method: str, key: str):
     values = np.array([[seed.get(s, np.nan) for s in steps] for seed in by_seed.values()])
     if values.size == 0:
         return np.array([]), *(np.array([]),) * 3
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return (
-                np.array(steps), np.nanmean(values, 0), np.nanmin(values, 0),
-                np.nanmax(values, 0),
-            )  # fmt: skip
+    with warnings.catch_warnings():  # a step where every seed had diverged: NaN, not drawn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.array(steps), *(f(values, 0) for f in (np.nanmean, np.nanmin, np.nanmax))
 
 
 def train_plot(rows: list[dict[str, Any]], out: Path, name: str = "train") -> list[Path]:

@@ -189,6 +189,19 @@ def _validate_rule(args: argparse.Namespace) -> int:
     print(report.markdown())
     written = V.write_report(report, rule, Path(args.out))
     print(f"report: {written[0]} (figure: {written[1]})")
+    if args.train:
+        import os
+
+        from paramscale import train
+
+        specs = [f"PSDASGD[scaling={args.rule}]", f"PSSPS[scaling={args.rule}]", "adam",
+                 "amsgrad"]  # fmt: skip
+        print(f"paramscale train --quick with {args.rule} ...", file=sys.stderr, flush=True)
+        rows = train.benchmark(list(train.TASKS), specs, [0, 1, 2], True, "cpu",
+                               os.cpu_count() or 1, progress=True)  # fmt: skip
+        outputs = train.write_outputs(rows, Path(args.out) / "train")
+        print(outputs["table"].read_text())
+        print(f"training table: {outputs['table']} (figure: {outputs['png']})")
     return 0 if report.passed else 1
 
 
@@ -382,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="reports/validate-rule", help="report folder")
     v.add_argument("--iters", type=int, default=150, help="steps per run (default 150)")
     v.add_argument("--examples", type=int, default=100, help="counterexample-search examples")
+    v.add_argument(
+        "--train",
+        action="store_true",
+        help="also run the rule (as PSDASGD and PSSPS) through paramscale train --quick, next "
+        "to Adam and AMSGrad (3 seeds; a few minutes)",
+    )
     v.set_defaults(func=_validate_rule)
 
     t = sub.add_parser(

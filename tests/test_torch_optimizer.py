@@ -641,3 +641,37 @@ def test_stats_reports_the_estimates():
     train(model, opt, X, y, batches(20))
     stats = opt.stats()
     assert stats["k"] == 20 and stats["d"] > 0 and stats["lr"] > 0 and stats["g0_norm"] > 0
+
+
+@pytest.mark.parametrize("path", [{"foreach": True}, {"foreach": False}, {"fused": True}])
+def test_a_step_size_that_blows_up_is_refused_by_name_and_changes_nothing(path):
+    """d = d0 * max(alpha_0) overflows (d0 = 1e308, alpha_0 = sqrt(|g| + eps) = 10): the
+    step is refused naming d and the step, with what to try; with skip_nonfinite=True it is
+    skipped; either way the parameters and the state are as they were."""
+    for skip in (False, True):
+        w = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+        opt = T.PSDASGD([w], d0=1e308, skip_nonfinite=skip, **path)
+        w.grad = torch.full((4,), 100.0, dtype=torch.float64)
+        if skip:
+            opt.step()
+        else:
+            message = r"Non-finite step size at step 0: d = inf"
+            with pytest.raises(FloatingPointError, match=message):
+                opt.step()
+        assert torch.equal(w.detach(), torch.ones(4, dtype=torch.float64))
+        st = opt.state[w]
+        assert st["scaling.0"] == 0 and not torch.any(st["s"]) and "alpha" not in st
+        assert opt.state["global"]["k"] == 0 and opt.state["global"]["d"] == 0.0
+
+
+def test_a_non_finite_parameter_is_named_with_the_step_that_blew_it_up():
+    model, X, y = digits_mlp(torch.float64)
+    opt = T.PSDASGD(model.parameters())
+    train(model, opt, X, y, batches(3))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("inf")  # as a diverged step would leave it
+    loss = torch.nn.functional.cross_entropy(model(X[:32]), y[:32])
+    opt.zero_grad()
+    loss.backward()
+    with pytest.raises(FloatingPointError, match=r"parameter 0 of group 0 itself holds non-finite"):
+        opt.step()

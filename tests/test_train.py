@@ -214,3 +214,38 @@ def test_cli_quick_run_writes_csv_table_and_figure(tmp_path, capsys):
     assert "logreg-convex: test accuracy" in out
     for name in ("train.csv", "table.txt", "train.png", "train.pdf"):
         assert (tmp_path / name).exists()
+
+
+RULE = "examples/max_normalised_adam.py:max_normalised_adam"
+
+
+def test_a_users_rule_runs_as_psdasgd_and_pssps(monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    specs = [f"PSDASGD[scaling={RULE}]", f"PSSPS[scaling={RULE}]"]
+    rows = train.benchmark(["digits-mlp"], specs, [0], steps=TINY)
+    assert {r["status"] for r in rows} == {"ok"}
+    assert {r["lr_units"] for r in rows} == {"max_normalised_adam"}
+    with pytest.raises(ValueError, match="Cannot import 'nope.py'"):
+        M.expand(["PSDASGD[scaling=nope.py:rule]"], True)
+
+
+def test_validate_rule_train_runs_the_quick_benchmark(monkeypatch, tmp_path, capsys):
+    """``validate-rule --train``: the rule as PSDASGD and PSSPS next to Adam and AMSGrad
+    (shortened here: two tasks, one seed, a few steps, in this process)."""
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    full = train.benchmark
+    seen = {}
+
+    def short(tasks, specs, seeds, *args, **kwargs):
+        seen["specs"] = specs
+        return full(["logreg-convex", "digits-mlp"], specs, [0], steps=TINY)
+
+    monkeypatch.setattr(train, "benchmark", short)
+    argv = ["validate-rule", RULE, "--train", "--iters", "30", "--examples", "5", "--out",
+            str(tmp_path)]  # fmt: skip
+    assert main(argv) in (0, 1)  # the rule's own verdict
+    assert seen["specs"] == [f"PSDASGD[scaling={RULE}]", f"PSSPS[scaling={RULE}]", "adam",
+                             "amsgrad"]  # fmt: skip
+    out = capsys.readouterr().out
+    assert "training table:" in out and "amsgrad (best lr" in out
+    assert (tmp_path / "train" / "train.csv").exists()

@@ -18,7 +18,12 @@ over tensors and ranks) and call ``Transfer.rho`` on the host.
     none          1
 
 The statistics run only over coordinates that have both metrics (torch: a parameter whose
-first gradient comes at step k has no ``alpha_{k-1}`` and does not enter).
+first gradient comes at step k has no ``alpha_{k-1}`` and does not enter), except
+``HOST_STATISTICS``: the largest alpha of step k and of step k-1, which the torch
+optimizers keep on the host from each step's reductions (over every parameter stepped at
+that step; the same as here when every parameter steps at every step), so that no sweep
+reduces them again. ``min_active`` falls back on their ratio at a step where no coordinate
+has a nonzero gradient.
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ STATISTICS: dict[str, Statistic] = {
 }
 
 
+HOST_STATISTICS = ("alpha_max", "alpha_prev_max")
+
+
 def _displacement(s: dict[str, float]) -> float:
     if s["moved_prev_sq"] > 0:
         return math.sqrt(s["moved_sq"] / s["moved_prev_sq"])
@@ -98,9 +106,9 @@ TRANSFERS: dict[str, Transfer] = {
         Transfer("min", ("ratio_min",), lambda s: s["ratio_min"],
                  "the new scaled distance is at least min ratio times the old: d stays a "
                  "lower bound, as D-Adaptation's proof needs"),
-        Transfer("min_active", ("ratio_min_active", "ratio_min"),
+        Transfer("min_active", ("ratio_min_active", "alpha_max", "alpha_prev_max"),
                  lambda s: s["ratio_min_active"] if math.isfinite(s["ratio_min_active"])
-                 else s["ratio_min"],
+                 else s["alpha_max"] / s["alpha_prev_max"],
                  "min over the coordinates with a nonzero gradient: a coordinate that stopped "
                  "(zero gradient) does not shrink the others' step"),
         Transfer("max_alpha", ("alpha_max", "alpha_prev_max"),

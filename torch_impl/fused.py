@@ -96,6 +96,14 @@ def rule_sweep(
     return tuple(r.to(F64) for r in ratios), amax, gsq, sdot, gradsq
 
 
+def scaled_gradient_sq(rule: Any, c: Correction, gs: Tensors, rule_tensors: list[tuple]):
+    """||g / alpha_k||^2 of a pack, eagerly (the same rule functions as the kernels): the
+    ``g0/alpha_0`` normaliser needs it at one step only, not worth a compiled variant."""
+    fr, states = FOREACH[type(rule)], _states(rule_tensors)
+    alphas = fr.alpha(rule, c, fr.advance(rule, c, states, gs), gs)
+    return _sum([(g / a).to(F64).square() for g, a in zip(gs, alphas, strict=True)])
+
+
 def move_sweep(
     rule: Any,
     c: Correction,

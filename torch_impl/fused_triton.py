@@ -9,7 +9,7 @@ holds each tensor's address, so a step is two launches per kind of tensor (dtype
 copy, step count: one kind in a plain model) and a few reductions of per-program partials:
 
 - ``rule_sweep`` (reads g and the rule state; writes nothing): the statistics of rho_k
-  (max(alpha_k / alpha_{k-1}), or its min over the coordinates with g != 0 and over all,
+  (max(alpha_k / alpha_{k-1}), or its min over the coordinates with g != 0,
   where the step-size rule uses rho), max(alpha_k), ||g'||^2 (PS-SPS, and D-Adaptation's
   ``g0/alpha_0`` normaliser) and ||g||^2 (the finite check);
 - ``move_sweep`` (reads and writes rule state, s, m, z, x once): the rule's state update,
@@ -247,9 +247,9 @@ def _on(device: torch.device):
 RATIO_CODES = {
     (): (0, {}),
     ("ratio_max",): (1, {"ratio_max": 0}),
-    ("ratio_min_active", "ratio_min"): (2, {"ratio_min_active": 2, "ratio_min": 3}),
+    ("ratio_min_active",): (2, {"ratio_min_active": 2}),
 }
-RULE_COLUMNS = 8  # ratio max, alpha max, -active min ratio, -min ratio, ||g'||^2, ||g||^2, -, -
+RULE_COLUMNS = 8  # ratio max, alpha max, -active min ratio, -, ||g'||^2, ||g||^2, -, -
 RULE_MAXED = 4  # the columns reduced by max
 
 
@@ -419,8 +419,7 @@ if triton is not None:
         eps, root_prev, root = _scalar(eps, DT), _scalar(root_prev, DT), _scalar(root, DT)
         beta2, omb2, bc2 = _scalar(beta2, DT), _scalar(omb2, DT), _scalar(bc2, DT)
         top_ratio = tl.zeros((BLOCK,), DT)  # element-wise over this program's blocks
-        low_active = tl.full((BLOCK,), float("inf"), DT)  # RATIO == 2: the min ratios
-        low_ratio = tl.full((BLOCK,), float("inf"), DT)
+        low_active = tl.full((BLOCK,), float("inf"), DT)  # RATIO == 2: the active min
         top_alpha = tl.zeros((BLOCK,), DT)
         gsq = tl.zeros((BLOCK,), tl.float64)
         gradsq = tl.zeros((BLOCK,), tl.float64)
@@ -433,10 +432,10 @@ if triton is not None:
             a = _alpha(v, w, g, eps, root, RULE)
             if RATIO == 1:
                 top_ratio = tl.maximum(top_ratio, tl.where(mask, _div(a, prev), 0.0))
-            elif RATIO == 2:  # theory.transfer: min ratio over g != 0, and over all
-                ratio = _div(a, prev)
-                low_active = tl.minimum(low_active, tl.where(mask & (g != 0), ratio, float("inf")))
-                low_ratio = tl.minimum(low_ratio, tl.where(mask, ratio, float("inf")))
+            elif RATIO == 2:  # theory.transfer: the min ratio over g != 0
+                low_active = tl.minimum(
+                    low_active, tl.where(mask & (g != 0), _div(a, prev), float("inf"))
+                )
             top_alpha = tl.maximum(top_alpha, tl.where(mask, a, 0.0))
             if GSQ:
                 u = _div(g, a).to(tl.float64)  # g' = g / alpha (0 outside the tensor)
@@ -448,7 +447,7 @@ if triton is not None:
         tl.store(row, tl.max(top_ratio).to(tl.float64))
         tl.store(row + 1, tl.max(top_alpha).to(tl.float64))
         tl.store(row + 2, -tl.min(low_active).to(tl.float64))
-        tl.store(row + 3, -tl.min(low_ratio).to(tl.float64))
+        tl.store(row + 3, 0.0)
         tl.store(row + 4, tl.sum(gsq))
         tl.store(row + 5, tl.sum(gradsq))
         tl.store(row + 6, 0.0)

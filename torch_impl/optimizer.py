@@ -47,7 +47,7 @@ import torch
 from theory import _validate as check
 from theory import scaling as S
 from theory.stepsize import constant, dadapt, polyak
-from theory.transfer import STATISTICS, TRANSFERS, MetricChange
+from theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS, MetricChange
 from torch_impl import fused as F
 from torch_impl import fused_triton as FT
 from torch_impl import plan as P
@@ -230,6 +230,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 "dhat": 0.0,
                 "lr": 0.0,
                 "rho": 1.0,
+                "amax": 0.0,  # max(alpha) of the last step (0: none yet)
                 "d_growths": 0,  # steps at which dhat raised d
             }
 
@@ -356,7 +357,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 return None
             raise FloatingPointError(
                 f"Non-finite gradient or loss at step {k}: step refused, parameters and "
-                "state unchanged (skip_nonfinite=True skips such steps)"
+                f"state unchanged (skip_nonfinite=True skips such steps){self._culprit(batches)}"
             )
         if tests_f and (values.get("below", 0.0) > 0 or f - rule.f_star < -rule.f_star_tol):
             raise ValueError(
@@ -364,6 +365,26 @@ class ParameterScaled(torch.optim.Optimizer):
                 f"{rule.f_star!r} (f_star must be a lower bound of the loss)"
             )
         return values
+
+    def _culprit(self, batches: list[Batch]) -> str:
+        """Where the non-finite values are, for the error (runs only on that path): the first
+        parameter with a non-finite gradient, and whether the parameter itself is non-finite
+        (an earlier step blew up: its step size is named)."""
+        for group, ps, gs, _ in batches:
+            for p, g in zip(ps, gs, strict=True):
+                if bool(torch.isfinite(g).all()):
+                    continue
+                where = f"parameter {_index(group['params'], p)} of group {self._index(group)}"
+                if bool(torch.isfinite(p).all()):
+                    return f"; first non-finite gradient: {where}"
+                glob = self._global
+                return (
+                    f"; {where} itself holds non-finite values: an earlier step diverged "
+                    f"(the last step size lr = {glob['lr']!r}, d = {glob['d']!r}, rho = "
+                    f"{glob['rho']!r}); with PSDASGD try the default transfer and normaliser "
+                    "(docs/findings.md) or a finite growth_rate"
+                )
+        return "; the gradients are finite: the loss is not"
 
     def _rule_per_tensor(
         self, rule: Any, ps: Tensors, gs: Tensors, states: list[dict]
@@ -485,13 +506,14 @@ class ParameterScaled(torch.optim.Optimizer):
     def _ratio_stats(self) -> tuple[str, ...]:
         """The transfer's statistics a fused sweep 1 computes (fixed for a run: the
         kernel's variant)."""
-        return TRANSFERS[self.step_rule.transfer].needs
+        return tuple(
+            key for key in TRANSFERS[self.step_rule.transfer].needs if key not in HOST_STATISTICS
+        )
 
-    def _wants_gsq(self) -> bool:
-        """Whether the CPU kernels' sweep 1 reduces ||g'||^2: PS-SPS's step, D-Adaptation's
-        normaliser ``g0/alpha_0`` (fixed for a run: one compiled variant; there g' is
-        computed anyway, for <g', s>)."""
-        return isinstance(self.step_rule, polyak) or _normalised_by(self.step_rule, "g0/alpha_0")
+    def _first_normaliser_step(self) -> bool:
+        """Whether this step sets D-Adaptation's normaliser ``g0/alpha_0`` (its first nonzero
+        gradient): the one step at which it needs ||g'||^2."""
+        return _normalised_by(self.step_rule, "g0/alpha_0") and self._global["g0_norm"] == 0
 
     def _add_partials(self, add, with_ratio: bool, ratios: dict, amax, gsq, gradsq) -> None:
         """A fused sweep 1's partial reductions, as the step-size rule needs them; the
@@ -511,9 +533,10 @@ class ParameterScaled(torch.optim.Optimizer):
         (the state is advanced in sweep 2), with <g', s_{k-1}> (multiplied by the group's
         lam in sweep 2) and ||g||^2 (the finite check)."""
         rule = group["scaling"]
-        with_gsq = self._wants_gsq()
+        with_gsq = isinstance(self.step_rule, polyak)  # the kernel's variants: fixed for a run
+        first = self._first_normaliser_step()  # ||g'||^2 eagerly, once: no variant for it
         is_dadapt = isinstance(self.step_rule, dadapt)
-        stats = self._ratio_stats()  # the kernel's variant: fixed for a run
+        stats = self._ratio_stats()
         plan = self._plan(group, ps, sts, F.packs)
         packs = []
         for (dtype, has_z, _), pack in plan.layout:
@@ -533,7 +556,10 @@ class ParameterScaled(torch.optim.Optimizer):
                 [v["s"] for _, v, _ in pack] if is_dadapt else None, with_gsq, stats,
             )  # fmt: skip
             ratios = dict(zip(stats, ratios, strict=True))
-            gsq = gsq if with_gsq else None
+            if first:
+                gsq = F.scaled_gradient_sq(rule, c, [g for _, _, g in pack],
+                                           [v["rule"] for _, v, _ in pack])  # fmt: skip
+            gsq = gsq if with_gsq or first else None
             self._add_partials(add, k > 0 and count > 0, ratios, amax, gsq, gradsq)
             if is_dadapt:
                 sdots.append(sdot)
@@ -576,9 +602,7 @@ class ParameterScaled(torch.optim.Optimizer):
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
         # ||g'||^2: PS-SPS's every step, the g0/alpha_0 normaliser's first (a Triton
         # variant is cheap to build, unlike a CPU kernel: sweep 1 then has no division more)
-        with_gsq = isinstance(self.step_rule, polyak) or (
-            _normalised_by(self.step_rule, "g0/alpha_0") and self._global["g0_norm"] == 0
-        )
+        with_gsq = isinstance(self.step_rule, polyak) or self._first_normaliser_step()
         stats = self._ratio_stats()  # the kernel's variant: fixed for a run
         plan = self._plan(group, ps, sts, FT.layout)
         gs = FT.laid_out(plan.layout, ps, gs)
@@ -654,50 +678,65 @@ class ParameterScaled(torch.optim.Optimizer):
         (float64, from the fetched reductions), sweep 2."""
         glob = self._global
         k = glob["k"]
+        staged: list[tuple[dict, dict]] = []
         if not self.fused:  # the second host sync of these paths: sweep 1's reductions
             part, staged = self._sweep_rule(batches, k, glob["g0_norm"] == 0)
             values = values | self._fetch(part)
-            for st, new in staged:
-                st.update(new)
         rule = self.step_rule
+        if "amax" in values:  # the largest alphas of steps k and k-1: kept on the host
+            last = glob.get("amax", 0.0) or values["amax"]  # unknown (a checkpoint without it)
+            values = values | {"alpha_max": values["amax"], "alpha_prev_max": last}
         rho = _rho(rule.transfer, values) if k > 0 else 1.0
-        glob["rho"] = rho
+        new = {"rho": rho, **({"amax": values["amax"]} if "amax" in values else {})}
         if isinstance(rule, constant):
             base = rule.lr
         elif isinstance(rule, polyak):
             gsq, h = values["gsq"], values["loss"] - rule.f_star  # gsq: ||g / alpha||^2
             base = 0.0 if h <= 0 or gsq == 0 else min(h / (rule.c * gsq), rule.eta_max)
         else:
-            base = self._dadapt_lam(k, rho, values)
-        glob["lr"] = base
+            base, moved = self._dadapt_lam(k, rho, values)
+            new.update(moved)
+        new["lr"] = base
+        if not all(map(math.isfinite, new.values())):  # before anything is stored
+            if self.skip_nonfinite:
+                self._fused_step.clear()
+                return
+            raise FloatingPointError(_blown_up(k, new, self.step_rule))
+        for st, ahead in staged:
+            st.update(ahead)
+        glob.update(new)
+        self._rho_s = rho  # applied to s in sweep 2
         self._sweep_move(batches, base, k)
         glob["k"] = k + 1
 
-    def _dadapt_lam(self, k: int, rho: float, values: dict[str, float]) -> float:
-        """lam_k of D-Adaptation in the scaled space (docs/spec.md, PS-DA-SGD), its state
-        first moved to the new metric (``theory.stepsize.dadapt.transfer_state``)."""
+    def _dadapt_lam(
+        self, k: int, rho: float, values: dict[str, float]
+    ) -> tuple[float, dict[str, float]]:
+        """lam_k of D-Adaptation in the scaled space (docs/spec.md, PS-DA-SGD), and its global
+        state moved to the new metric (``theory.stepsize.dadapt.transfer_state``): returned,
+        not stored, so that a step refused for a non-finite value changes nothing."""
         rule: dadapt = self.step_rule
         glob = self._global
-        glob["d"] = glob["d"] * rho
-        glob["numerator"] = glob["numerator"] * (rho * rho)
+        d = glob["d"] * rho
+        numerator = glob["numerator"] * (rho * rho)
+        g0 = glob["g0_norm"]
         if rule.normaliser == "g0/alpha_0":
-            glob["g0_norm"] = glob["g0_norm"] / rho  # a scaled gradient norm (0 stays 0)
-        self._rho_s = rho  # applied to s in sweep 2
+            g0 = g0 / rho  # a scaled gradient norm (0 stays 0)
         amax = values["amax"]
         if k == 0:
-            glob["d"] = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
-        if glob["g0_norm"] == 0:
+            d = rule.d0 * amax  # d = d0 * max(alpha_0): d lives in scaled units
+        if g0 == 0:
             first = values["gsq"] if rule.normaliser == "g0/alpha_0" else values["gradsq"]
-            glob["g0_norm"] = math.sqrt(first)
-        d, g0 = glob["d"], glob["g0_norm"]
+            g0 = math.sqrt(first)
+        moved = {"d": d, "numerator": numerator, "g0_norm": g0}
         if g0 == 0:  # no gradient yet: no step
-            return 0.0
+            return 0.0, moved
         if rule.normaliser == "g0/alpha_0":
-            return d / g0  # ||g_0 / alpha_0||, moved with the metric
+            return d / g0, moved  # ||g_0 / alpha_0||, moved with the metric
         if rule.normaliser == "max_alpha":
-            return d * amax / g0  # ||g_0|| / max(alpha_k)
+            return d * amax / g0, moved  # ||g_0|| / max(alpha_k)
         norm = math.sqrt(values["g0s"])
-        return d / (norm if norm > 0 else 1.0)
+        return d / (norm if norm > 0 else 1.0), moved
 
     def _sweep_move(self, batches: list[Batch], base: float, k: int) -> None:
         """Sweep 2: s = rho s + lam g' (D-Adaptation), then z -= lam mhat / alpha**2 and
@@ -917,6 +956,22 @@ def _counts_own_steps(rule: Any, g: torch.Tensor) -> bool:
     return isinstance(rule.init(g[:0]), S.Moments)
 
 
+def _blown_up(k: int, values: dict[str, float], rule: Any) -> str:
+    """The error of a step whose step size blew up: which quantity, the step, what to try."""
+    bad = ", ".join(f"{key} = {v!r}" for key, v in values.items() if not math.isfinite(v))
+    shown = ", ".join(f"{key} = {v!r}" for key, v in values.items() if math.isfinite(v))
+    advice = (
+        "the step size diverged: with PSDASGD try the default transfer='min_active' and "
+        "normaliser='g0/alpha_0' (docs/findings.md), a finite growth_rate or a smaller d0"
+        if isinstance(rule, dadapt)
+        else "the step size diverged: check f_star and c (PSSPS), or lower the lr"
+    )
+    return (
+        f"Non-finite step size at step {k}: {bad} ({shown}); step refused, parameters and "
+        f"state unchanged (skip_nonfinite=True skips such steps). {advice}"
+    )
+
+
 def _op(key: str) -> str:
     """How a partial reduction ``key`` combines over tensors and ranks."""
     if key in STATISTICS:
@@ -955,6 +1010,8 @@ def _transfer_statistics(
     if not had:
         return
     for key in TRANSFERS[transfer].needs:
+        if key in HOST_STATISTICS:
+            continue
         if key == "ratio_max":
             ratios = torch._foreach_div([alphas[i] for i in had], [states[i]["alpha"] for i in had])
             add(key, torch.stack(torch._foreach_max(ratios)).max())
@@ -965,7 +1022,9 @@ def _transfer_statistics(
             st = states[i]
             moved = ps[i].detach().to(alphas[i].dtype) - st["x0"] if "x0" in st else None
             value = stat.elementwise(MetricChange(st["alpha"], alphas[i], moved, gs[i]))
-            parts.append(getattr(value.to(F64), stat.op)())
+            if stat.op == "sum":  # accumulated in float64; a max or min is exact as it is
+                value = value.to(F64)
+            parts.append(getattr(value, stat.op)().to(F64))
         add(key, _reduce(parts, stat.op))
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from proofs_check.validate import RuleInputError
+
 __all__ = ["Method", "Family", "FAMILIES", "parse", "expand", "rebuild", "ADAM_GRID", "SGD_GRID"]
 
 Optimizer = torch.optim.Optimizer
@@ -143,23 +145,36 @@ def _ps_units(options: dict[str, Any]) -> str:
     """PS-* steps are in Adam units when the scaling rule is Adam-like (alpha**2 =
     sqrt(v) + eps), else in the rule's own units."""
     rule = str(options.get("scaling", "adam"))
-    return "adam" if rule in ("adam", "amsgrad", "rmsprop", "adagrad") else rule
+    if rule in ("adam", "amsgrad", "rmsprop", "adagrad"):
+        return "adam"
+    return rule.rsplit(":", 1)[-1]  # a user's rule: its own units
 
 
 def _effective_lr(opt: Optimizer) -> float:
     return float(opt.param_groups[0]["effective_lr"])
 
 
+def _with_rule(options: dict[str, Any]) -> dict[str, Any]:
+    """``scaling=module:attr`` or ``scaling=path/to/file.py:attr``: a user's rule object
+    (``paramscale validate-rule --train``); a name stays a name."""
+    rule = options.get("scaling")
+    if isinstance(rule, str) and ":" in rule:
+        from proofs_check.validate import load_rule
+
+        return {**options, "scaling": load_rule(rule)}
+    return options
+
+
 def _pssps(ps: Any, options: dict[str, Any]) -> Optimizer:
     import torch_impl
 
-    return torch_impl.PSSPS(ps, **{"f_star": 0.0, **options})
+    return torch_impl.PSSPS(ps, **{"f_star": 0.0, **_with_rule(options)})
 
 
 def _psdasgd(ps: Any, options: dict[str, Any]) -> Optimizer:
     import torch_impl
 
-    return torch_impl.PSDASGD(ps, **options)
+    return torch_impl.PSDASGD(ps, **_with_rule(options))
 
 
 def _psconst(ps: Any, lr: float, options: dict[str, Any]) -> Optimizer:
@@ -401,7 +416,7 @@ def expand(specs: list[str], quick: bool) -> tuple[list[Method], dict[str, str]]
         for method in family.build(options, quick):
             try:
                 method.make([torch.nn.Parameter(torch.zeros(2))])
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RuleInputError) as exc:
                 raise ValueError(f"Invalid method {method.name!r}: {exc}") from exc
             methods.append(method)
     names = [m.name for m in methods]

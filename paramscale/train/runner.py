@@ -143,8 +143,9 @@ def _train(
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = _loss(task, model, data.x_train[idx], data.y_train[idx])
-        if not math.isfinite(float(loss)):
-            return _diverged(rows, k, wall, f"train loss is {float(loss)} at step {k}")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return _diverged(rows, k, wall, f"train loss is {value} at step {k}")
         loss.backward()
         try:
             if method.needs_loss:
