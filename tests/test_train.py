@@ -110,7 +110,7 @@ def test_csv_schema_and_round_trip(tmp_path):
     assert tuple(header) == runner.COLUMNS
     back = runner.read_csv(path)
     _same(back, rows)
-    assert len(back) == 2 * len(runner.logged_steps(TINY))
+    assert len(back) == 2 * len(runner.logged_steps(TINY, runner.QUICK_LOG_POINTS))
     for r in back:  # f* is exact here: the gap is f - f* >= 0 (up to float32 round-off)
         assert r["train_gap"] > -1e-5 and r["lr_units"] == "adam"
     (tmp_path / "bad.csv").write_text("task,method\nx,y\n")

@@ -41,8 +41,9 @@ def benchmark(
     tasks' own (quick or full) step counts."""
     resolve_tasks(task_names)
     found, skipped = expand(method_specs, quick)
+    points = runner.QUICK_LOG_POINTS if quick else runner.LOG_POINTS
     jobs = [
-        Job(t, m, seed, steps or TASKS[t].steps[0 if quick else 1], device)
+        Job(t, m, seed, steps or TASKS[t].steps[0 if quick else 1], device, points)
         for t in task_names
         for m in found
         for seed in seeds

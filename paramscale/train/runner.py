@@ -35,23 +35,25 @@ COLUMNS = (
     "task", "method", "family", "seed", "step", "train_loss", "train_gap", "test_metric",
     "effective_lr", "lr_units", "grid_lr", "wall_s", "status", "detail",
 )  # fmt: skip
-LOG_POINTS = 20  # logged steps per run (and step 0)
+LOG_POINTS = 20  # logged steps per run (and step 0); quick mode: QUICK_LOG_POINTS
+QUICK_LOG_POINTS = 10  # evaluations cost (the transformer's take a third of its run)
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run: task name, method, seed, number of steps, device."""
+    """One run: task name, method, seed, number of steps, device, logged points."""
 
     task: str
     method: Method
     seed: int
     steps: int
     device: str = "cpu"
+    log_points: int = LOG_POINTS
 
 
-def logged_steps(steps: int) -> list[int]:
-    """0, the final step, and ``LOG_POINTS - 1`` evenly spaced ones between."""
-    return sorted({round(i * steps / LOG_POINTS) for i in range(LOG_POINTS + 1)})
+def logged_steps(steps: int, points: int = LOG_POINTS) -> list[int]:
+    """0, the final step, and ``points - 1`` evenly spaced ones between."""
+    return sorted({round(i * steps / points) for i in range(points + 1)})
 
 
 @contextmanager
@@ -118,7 +120,7 @@ def _train(
     """(rows, status, detail): the loop, stopped at the first non-finite loss or refused
     step."""
     opt = method.make(model.parameters())
-    log_at = set(logged_steps(job.steps))
+    log_at = set(logged_steps(job.steps, job.log_points))
     rows: list[dict[str, Any]] = []
     wall = 0.0
 
@@ -186,8 +188,8 @@ def skipped_rows(task: str, name: str, family: str, seed: int, reason: str) -> d
 
 
 def _worker(args: tuple) -> list[dict[str, Any]]:
-    task, key, seed, steps, device = args
-    return run(Job(task, rebuild(key), seed, steps, device))
+    task, key, seed, steps, device, points = args
+    return run(Job(task, rebuild(key), seed, steps, device, points))
 
 
 def run_all(
@@ -208,7 +210,8 @@ def run_all(
         futures = {
             pool.submit(
                 _worker,
-                (jobs[i].task, jobs[i].method.key, jobs[i].seed, jobs[i].steps, jobs[i].device),
+                (jobs[i].task, jobs[i].method.key, jobs[i].seed, jobs[i].steps, jobs[i].device,
+                 jobs[i].log_points),  # fmt: skip
             ): i
             for i in order
         }
