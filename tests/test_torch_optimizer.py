@@ -483,11 +483,10 @@ PATHS = {"foreach": {}, "per-tensor": {"foreach": False}, "fused": {"fused": Tru
 SYNC_FAILURES = [
     (make, where, path)
     for make in ("PSDASGD", "PSSPS")
-    for where in ("step, first sync", "step, second sync", "stats")
+    for where in ("step", "stats")
     for path in PATHS
-    # the fused paths sync once per step; PS-SPS has no pending sums, so stats() does not sync
-    if not (where == "step, second sync" and path == "fused")
-    and not (where == "stats" and make == "PSSPS")
+    # PS-SPS has no pending sums, so stats() does not sync
+    if not (where == "stats" and make == "PSSPS")
 ]
 
 
@@ -495,9 +494,9 @@ SYNC_FAILURES = [
 def test_a_failed_host_sync_changes_nothing(make, where, path):
     """A host sync fails once (as a collective that times out would): the step or
     ``stats()`` raises, and the run goes on as if the failed call had not been made, bit for
-    bit. The first sync of a step finishes the last step's D-Adaptation sums (which must
-    not be lost); the second (foreach and per-tensor paths) reads sweep 1's reductions, after
-    sweep 1 has computed the rule state at step k (which must not be stored yet)."""
+    bit. A step's one sync finishes the last step's D-Adaptation sums (which must not be
+    lost) and reads sweep 1's reductions, after sweep 1 has computed the rule state at step
+    k (which must not be stored yet)."""
     idx = batches(8)
     runs = []
     for fail in (False, True):
@@ -505,7 +504,7 @@ def test_a_failed_host_sync_changes_nothing(make, where, path):
         opt = getattr(T, make)(model.parameters(), **PATHS[path])
         train(model, opt, X, y, idx[:4], closure_loss=True)
         if fail:
-            broken = _failing_after(opt, 1 if where == "step, second sync" else 0)
+            broken = _failing_after(opt, 0)
             with broken, pytest.raises(RuntimeError, match="sync failed"):
                 if where == "stats":
                     opt.stats()
@@ -655,7 +654,7 @@ def test_a_step_size_that_blows_up_is_refused_by_name_and_changes_nothing(path):
         if skip:
             opt.step()
         else:
-            message = r"Non-finite step size at step 0: d = inf"
+            message = r"Non-finite step size at step 0: lr = inf, d = inf"
             with pytest.raises(FloatingPointError, match=message):
                 opt.step()
         assert torch.equal(w.detach(), torch.ones(4, dtype=torch.float64))

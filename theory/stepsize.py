@@ -7,6 +7,13 @@ measures ``rho_k`` when the scaled space changes and calls ``transfer_state``, s
 that keeps scaled-space state (D-Adaptation's ``d``, ``s``) moves it to the new space.
 ``lam`` is the step in scaled space: the update is ``x_{k+1} = x_k - lam_k g_k /
 alpha_k**2``.
+
+The step-size math is written once, as scalar functions of reductions (``StepStats``):
+``needs`` names the reductions, ``host_step(scalars, stats) -> (lam, scalars)`` computes
+the step, ``transfer_scalars`` moves scalar state to a new metric and, for D-Adaptation
+(``keeps_sum``), ``estimate`` updates d from <g', s> and ||s||**2. ``step_size`` reduces
+NumPy arrays and calls them; ``torch_impl`` reduces tensors on the device and calls the
+very same functions on the host.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from theory.transfer import TRANSFERS
 
 Schedule = Callable[[int], float]
 
-__all__ = ["StepInput", "constant", "polyak", "dadapt", "Schedule"]
+__all__ = ["StepInput", "StepStats", "constant", "polyak", "dadapt", "Schedule", "NORMALISERS"]
 
 
 class StepInput(NamedTuple):
@@ -38,6 +45,29 @@ class StepInput(NamedTuple):
     x: np.ndarray
 
 
+class StepStats(NamedTuple):
+    """The reductions a rule's scalar step reads (``needs`` names the ones it uses at a
+    step): the NumPy reference reduces its arrays, the torch optimizers reduce on the
+    device, and both call the same ``host_step``."""
+
+    k: int
+    loss: float | None = None
+    scaled_grad_sq: float = math.nan  # ||g'_k||**2, g' = g / alpha_k
+    grad_sq: float = math.nan  # ||g_k||**2
+    alpha_max: float = math.nan  # max(alpha_k)
+    g0_scaled_sq: float = math.nan  # ||g_0 / alpha_k||**2 (the naive normaliser)
+
+    @classmethod
+    def of(cls, inp: StepInput, g0: np.ndarray | None = None) -> StepStats:
+        """Every reduction, from the arrays of ``inp`` (and the kept ``g_0``)."""
+        g0s = math.nan if g0 is None else _sq(g0 / inp.alpha)
+        return cls(inp.k, inp.loss, _sq(inp.g_scaled), _sq(inp.g), float(np.max(inp.alpha)), g0s)
+
+
+def _sq(v: np.ndarray) -> float:
+    return float(np.dot(v, v))
+
+
 def _schedule_value(schedule: Schedule | None, k: int) -> float:
     if schedule is None:
         return 1.0
@@ -47,29 +77,55 @@ def _schedule_value(schedule: Schedule | None, k: int) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class constant:
-    """lam_k = lr * gamma_k: plain (scheduled) SGD / Adam / AdaGrad steps."""
+class _Stateless:
+    """What a rule without scaled-space state has (constant, polyak): no scalars to carry,
+    no transfer, no D-Adaptation sum."""
 
-    lr: float = 1e-3
-    schedule: Schedule | None = None
-    transfer = "none"  # no scaled-space state
-
-    def __post_init__(self) -> None:
-        check.non_negative("lr", self.lr)
+    transfer = "none"
+    keeps_sum = False  # no s (D-Adaptation's sum of scaled steps)
 
     def init(self, x0: np.ndarray) -> None:
         return None
 
-    def step_size(self, state: None, inp: StepInput) -> tuple[float, None, dict[str, float]]:
-        return self.lr * _schedule_value(self.schedule, inp.k), None, {}
+    def scalars_init(self) -> None:
+        return None
 
     def transfer_state(self, state: None, rho: float) -> None:
         return None
 
+    def transfer_scalars(self, scalars: None, rho: float) -> None:
+        return None
+
+    def step_size(self, state: None, inp: StepInput) -> tuple[float, None, dict[str, float]]:
+        lam, _ = self.host_step(None, StepStats.of(inp))
+        return lam, None, self._info(inp)
+
+    def _info(self, inp: StepInput) -> dict[str, float]:
+        return {}
+
 
 @dataclass(frozen=True)
-class polyak:
+class constant(_Stateless):
+    """lam_k = lr * gamma_k: plain (scheduled) SGD / Adam / AdaGrad steps."""
+
+    lr: float = 1e-3
+    schedule: Schedule | None = None
+    needs_loss = False
+
+    def __post_init__(self) -> None:
+        check.non_negative("lr", self.lr)
+
+    steady_needs = frozenset()  # the reductions it reads at every step
+
+    def needs(self, scalars: None) -> frozenset[str]:
+        return self.steady_needs
+
+    def host_step(self, scalars: None, stats: StepStats) -> tuple[float, None]:
+        return self.lr * _schedule_value(self.schedule, stats.k), None
+
+
+@dataclass(frozen=True)
+class polyak(_Stateless):
     """SPS (Loizou et al. 2021, ``constant`` mode, baselines.md section 2), in scaled space:
 
         eta_k = min((f(x_k) - f*) / (c * ||g_k / alpha_k||**2), eta_max)      # SPEC 3.1
@@ -84,7 +140,7 @@ class polyak:
     c: float = 0.5
     eta_max: float = math.inf
     f_star_tol: float = 0.0
-    transfer = "none"  # no scaled-space state: the step is measured afresh each step
+    needs_loss = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.f_star, (int, float)) and math.isfinite(self.f_star)):
@@ -93,38 +149,62 @@ class polyak:
         check.positive_or_inf("eta_max", self.eta_max)
         check.non_negative("f_star_tol", self.f_star_tol)
 
-    def init(self, x0: np.ndarray) -> None:
-        return None
+    steady_needs = frozenset({"scaled_grad_sq"})  # the reductions it reads at every step
 
-    def step_size(self, state: None, inp: StepInput) -> tuple[float, None, dict[str, float]]:
-        if inp.loss is None:
-            raise ValueError(f"polyak step size needs the loss at step {inp.k} (got None)")
-        h = inp.loss - self.f_star
-        if h < -self.f_star_tol:
-            raise ValueError(
-                f"Loss below f_star at step {inp.k}: f = {inp.loss!r} < f_star = "
-                f"{self.f_star!r} (f_star must be a lower bound of the loss)"
-            )
-        gsq = float(np.dot(inp.g_scaled, inp.g_scaled))
-        eta = 0.0 if (h <= 0 or gsq == 0.0) else min(h / (self.c * gsq), self.eta_max)
-        return eta, None, {"h": max(h, 0.0), "g_scaled_sq": gsq}
+    def needs(self, scalars: None) -> frozenset[str]:
+        return self.steady_needs
 
-    def transfer_state(self, state: None, rho: float) -> None:
-        return None
+    def below_f_star(self, loss: float) -> bool:
+        """Whether ``loss`` is below ``f*`` by more than the tolerance (a refused step)."""
+        return loss - self.f_star < -self.f_star_tol
+
+    def loss_error(self, loss: float, k: int) -> str:
+        return (
+            f"Loss below f_star at step {k}: f = {loss!r} < f_star = {self.f_star!r} "
+            "(f_star must be a lower bound of the loss)"
+        )
+
+    def check_loss(self, loss: float | None, k: int) -> float:
+        if loss is None:
+            raise ValueError(f"polyak step size needs the loss at step {k} (got None)")
+        if self.below_f_star(loss):
+            raise ValueError(self.loss_error(loss, k))
+        return loss
+
+    def host_step(self, scalars: None, stats: StepStats) -> tuple[float, None]:
+        h = self.check_loss(stats.loss, stats.k) - self.f_star
+        gsq = stats.scaled_grad_sq
+        return (0.0 if (h <= 0 or gsq == 0.0) else min(h / (self.c * gsq), self.eta_max)), None
+
+    def _info(self, inp: StepInput) -> dict[str, float]:
+        return {"h": max(inp.loss - self.f_star, 0.0), "g_scaled_sq": _sq(inp.g_scaled)}
+
+
+class DAdaptScalars(NamedTuple):
+    """D-Adaptation's scalar state: ``d``, the numerator ``N`` (``||s||**2 - A = 2 N``) and
+    ``g0_norm``, the norm of the first nonzero gradient the step is normalised by
+    (``||g_0||`` for ``normaliser="max_alpha"``, ``||g_0 / alpha||`` in the current metric
+    for ``"g0/alpha_0"``; 0 until that gradient). ``d`` is NaN before the first step."""
+
+    d: float
+    numerator: float
+    g0_norm: float
 
 
 class DAdaptState(NamedTuple):
-    """D-Adaptation's scaled-space state (docs/spec.md, PS-DA-SGD): ``d``, ``s``, numerator
-    ``N`` with ``||s||**2 - A = 2 N``, ``g0_norm`` (the norm of the first nonzero gradient
-    the step is normalised by: ``||g_0||`` for ``normaliser="max_alpha"``, ``||g_0 /
-    alpha||`` in the current metric for ``"g0/alpha_0"``; None until that gradient) and
-    ``g0`` (kept for ``"g0/alpha_k"`` only)."""
+    """D-Adaptation's scaled-space state (docs/spec.md, PS-DA-SGD): the scalars of
+    ``DAdaptScalars`` (``g0_norm`` None until set), the vector ``s`` and ``g0`` (kept for
+    ``normaliser="g0/alpha_k"`` only)."""
 
     d: float
     s: np.ndarray
     numerator: float
     g0_norm: float | None
     g0: np.ndarray | None
+
+    @property
+    def scalars(self) -> DAdaptScalars:
+        return DAdaptScalars(self.d, self.numerator, self.g0_norm or 0.0)
 
 
 NORMALISERS = ("g0/alpha_0", "max_alpha", "g0/alpha_k")
@@ -136,11 +216,15 @@ class dadapt:
     made parameter-scaled as PS-DA-SGD (docs/spec.md, "PS-DA-SGD"):
 
         k = 0:  d = d0 * max(alpha_0)                         # d lives in scaled units
-        k > 0:  d, s, N *= rho_k, rho_k, rho_k**2; n /= rho_k  # transfer() (theory.transfer)
+        k > 0:  d, s, N *= rho_k, rho_k, rho_k**2; n /= rho_k  # transfer_state()
         lam_k   = gamma_k * d / n_k                            # n_k: the normaliser
         N      += lam_k <g'_k, s>;   s += lam_k g'_k
         dhat    = 2 N / ||s||   (= (||s||**2 - A)/||s||; ``dhat="paper"``: N / ||s||)
         d       = max(d, min(dhat, d * growth_rate))          # skipped when lam_k == 0
+
+    The scalar part is written once, for the NumPy reference and the torch optimizers:
+    ``transfer_scalars`` (the metric change), ``host_step`` (d's start, the normaliser,
+    lam) and ``estimate`` (N and d from the reduced <g', s> and ||s||**2).
 
     ``transfer``: how rho_k is measured (``theory.transfer.TRANSFERS``). ``normaliser``:
     ``"g0/alpha_0"``, n = ||g_0 / alpha_0|| moved with the metric (D-Adapt SGD's ||g_0||
@@ -157,6 +241,8 @@ class dadapt:
     dhat: str = "code"
     transfer: str = "min_active"
     normaliser: str = "g0/alpha_0"
+    needs_loss = False
+    keeps_sum = True  # s, D-Adaptation's sum of scaled steps
 
     def __post_init__(self) -> None:
         check.positive("d0", self.d0)
@@ -165,50 +251,91 @@ class dadapt:
         check.choice("transfer", self.transfer, tuple(TRANSFERS))
         check.choice("normaliser", self.normaliser, NORMALISERS)
 
+    # -- the scalar step, shared with torch_impl ------------------------------------------
+    def scalars_init(self) -> DAdaptScalars:
+        return DAdaptScalars(math.nan, 0.0, 0.0)
+
+    @property
+    def steady_needs(self) -> frozenset[str]:
+        """The reductions ``host_step`` reads at every step (``needs`` adds, at the first
+        nonzero gradient, what sets the normaliser)."""
+        return frozenset({"alpha_max", *(("g0_scaled_sq",) if self.keeps_g0 else ())})
+
+    @property
+    def keeps_g0(self) -> bool:
+        """Whether the first nonzero gradient is kept as a vector (the naive normaliser)."""
+        return self.normaliser == "g0/alpha_k"
+
+    def needs(self, scalars: DAdaptScalars) -> frozenset[str]:
+        """The reductions ``host_step`` reads at a step with these scalars."""
+        if scalars.g0_norm > 0 or self.keeps_g0:
+            return self.steady_needs
+        first = "scaled_grad_sq" if self.normaliser == "g0/alpha_0" else "grad_sq"
+        return self.steady_needs | {first}  # the first nonzero gradient sets the normaliser
+
+    def transfer_scalars(self, sc: DAdaptScalars, rho: float) -> DAdaptScalars:
+        """The scalars moved to a metric ``rho`` times larger (docs/spec.md, "Metric
+        transfer"): a distance times rho, the numerator times rho**2, a scaled gradient
+        norm divided by rho."""
+        g0_norm = sc.g0_norm / rho if self.normaliser == "g0/alpha_0" else sc.g0_norm
+        return DAdaptScalars(sc.d * rho, sc.numerator * rho**2, g0_norm)
+
+    def host_step(self, sc: DAdaptScalars, stats: StepStats) -> tuple[float, DAdaptScalars]:
+        """lam_k, and the scalars with d started (k = 0) and the normaliser set (at the
+        first nonzero gradient)."""
+        if stats.k == 0:
+            sc = sc._replace(d=self.d0 * stats.alpha_max)  # d = d0 * max(alpha_0)
+        if sc.g0_norm == 0:  # the first nonzero gradient, measured as the normaliser does
+            first = {
+                "g0/alpha_0": stats.scaled_grad_sq,
+                "max_alpha": stats.grad_sq,
+                "g0/alpha_k": stats.g0_scaled_sq,
+            }[self.normaliser]
+            sc = sc._replace(g0_norm=math.sqrt(first))
+        if sc.g0_norm == 0:  # no gradient yet: no step
+            return 0.0, sc
+        gamma = _schedule_value(self.schedule, stats.k)
+        if self.normaliser == "g0/alpha_0":
+            return gamma * sc.d / sc.g0_norm, sc  # ||g_0 / alpha_0||, moved with the metric
+        if self.normaliser == "max_alpha":
+            return gamma * sc.d * stats.alpha_max / sc.g0_norm, sc  # ||g_0|| / max(alpha_k)
+        return gamma * sc.d / math.sqrt(stats.g0_scaled_sq), sc  # ||g_0 / alpha_k||
+
+    def estimate(
+        self, sc: DAdaptScalars, dot: float, s_sq: float
+    ) -> tuple[DAdaptScalars, float]:
+        """N += dot (``dot = lam <g', s>``, s transferred); dhat = 2 N / ||s|| from
+        ``s_sq = ||s_k||**2``; d = max(d, min(dhat, d growth_rate)). Returns the scalars and
+        dhat (NaN when ||s|| = 0: d stays)."""
+        numerator = sc.numerator + dot
+        if s_sq <= 0:
+            return sc._replace(numerator=numerator), math.nan
+        dhat = (2.0 if self.dhat == "code" else 1.0) * numerator / math.sqrt(s_sq)
+        d = max(sc.d, dhat if self.growth_rate == math.inf else min(dhat, sc.d * self.growth_rate))
+        return DAdaptScalars(d, numerator, sc.g0_norm), dhat
+
+    # -- the NumPy reference -------------------------------------------------------------
     def init(self, x0: np.ndarray) -> DAdaptState:
         return DAdaptState(math.nan, np.zeros_like(x0), 0.0, None, None)
 
     def transfer_state(self, state: DAdaptState, rho: float) -> DAdaptState:
-        """The state moved to a metric ``rho`` times larger (docs/spec.md, "Metric
-        transfer"): distances times rho, the numerator times rho**2, a scaled gradient
-        norm divided by rho."""
-        g0_norm = state.g0_norm
-        if g0_norm is not None and self.normaliser == "g0/alpha_0":
-            g0_norm = g0_norm / rho
-        return state._replace(
-            d=state.d * rho, s=state.s * rho, numerator=state.numerator * rho**2, g0_norm=g0_norm
-        )
+        sc = self.transfer_scalars(state.scalars, rho)
+        return _state(sc, state.s * rho, state.g0)
 
     def step_size(
         self, state: DAdaptState, inp: StepInput
     ) -> tuple[float, DAdaptState, dict[str, float]]:
-        amax = float(np.max(inp.alpha))
-        if inp.k == 0:
-            state = state._replace(d=self.d0 * amax)  # d = d0 * max(alpha_0)
-        if state.g0_norm is None:
-            g = inp.g if self.normaliser == "max_alpha" else inp.g_scaled
-            norm = float(np.sqrt(np.dot(g, g)))
-            if norm > 0:
-                state = state._replace(g0_norm=norm, g0=inp.g)
-        gamma = _schedule_value(self.schedule, inp.k)
-        d = state.d
-        if state.g0_norm is None:
-            lam = 0.0
-        elif self.normaliser == "g0/alpha_0":
-            lam = gamma * d / state.g0_norm
-        elif self.normaliser == "max_alpha":
-            lam = gamma * d * amax / state.g0_norm  # ||g_0|| / max(alpha_k)
-        else:
-            g0s = state.g0 / inp.alpha
-            lam = gamma * d / float(np.sqrt(np.dot(g0s, g0s)))
-        info = {"d": d, "dhat": math.nan}
+        g0 = inp.g if state.g0 is None else state.g0  # the first nonzero gradient, kept
+        lam, sc = self.host_step(state.scalars, StepStats.of(inp, g0))
+        g0 = g0 if sc.g0_norm > 0 else None
+        info = {"d": sc.d, "dhat": math.nan}
         if lam == 0.0:
-            return 0.0, state, info
-        numerator = state.numerator + lam * float(np.dot(inp.g_scaled, state.s))
+            return 0.0, _state(sc, state.s, g0), info
+        dot = lam * float(np.dot(inp.g_scaled, state.s))
         s = state.s + lam * inp.g_scaled
-        s_norm = float(np.sqrt(np.dot(s, s)))
-        if s_norm > 0:
-            dhat = (2.0 if self.dhat == "code" else 1.0) * numerator / s_norm
-            d = max(d, min(dhat, d * self.growth_rate))
-            info["dhat"] = dhat
-        return lam, DAdaptState(d, s, numerator, state.g0_norm, state.g0), info
+        sc, info["dhat"] = self.estimate(sc, dot, _sq(s))
+        return lam, _state(sc, s, g0), info
+
+
+def _state(sc: DAdaptScalars, s: np.ndarray, g0: np.ndarray | None) -> DAdaptState:
+    return DAdaptState(sc.d, s, sc.numerator, sc.g0_norm or None, g0)

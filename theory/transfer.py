@@ -97,6 +97,11 @@ class Transfer:
     rho: Callable[[dict[str, float]], float]
     why: str
 
+    @property
+    def uses_start(self) -> bool:
+        """Whether it reads the distance travelled, ``x_k - x_0`` (the start is kept)."""
+        return any(key.startswith("moved") for key in self.needs)
+
 
 TRANSFERS: dict[str, Transfer] = {
     t.name: t

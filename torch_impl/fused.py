@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from theory.transfer import STATISTICS, MetricChange
+from torch_impl import plan as P
 from torch_impl.foreach_rules import FOREACH, Correction, correction
 
 F64 = torch.float64
@@ -224,3 +225,95 @@ def _explained(compiled: Callable) -> Callable:
             ) from exc
 
     return run
+
+
+# -- the path: the two sweeps of a step on the CPU, over a group's packs ------------------
+class Sweep1(NamedTuple):
+    """What sweep 2 of a group needs from its sweep 1: the plan, the packs at their step
+    counts, the partial <g', s_{k-1}> of each pack, the bias corrections by step count."""
+
+    plan: P.Plan
+    packs: list
+    sdots: list[torch.Tensor]
+    corrections: dict[int, Correction]
+
+
+def _fused_cpu_rule(
+    batches: list, want: Any, add: Callable, plans: dict, state_dtype: Callable, describe
+) -> list[Sweep1]:
+    """Sweep 1 of every group as compiled kernels (``rule_sweep``): reductions only (the
+    state is advanced in sweep 2), <g', s_{k-1}> for D-Adaptation and ||g||^2 (the finite
+    check). The kernels' variant is fixed for a run (``want.kernel``); a reduction needed
+    at one step only (the normaliser's ||g'||^2) is computed eagerly then."""
+    out = []
+    with_gsq = "scaled_grad_sq" in want.kernel
+    eager_gsq = "scaled_grad_sq" in want.stats and not with_gsq
+    for group, ps, gs, sts in batches:
+        rule = group["scaling"]
+        plan = P.planned(plans, group, ps, sts, packs, state_dtype, describe)
+        groups = []
+        for (dtype, has_z, _), pack in plan.layout:
+            # (state, views, g as a view like x's, unless g is strided), at the step count the
+            # pack's tensors share now (the plan's is the count when it was built)
+            items = [(plan.states[i], v, gs[i].reshape(v["x"].shape)) for i, v in pack]
+            groups.append(((dtype, has_z, items[0][0]["scaling.0"]), items))
+        sdots = []
+        counts = {n for (_, _, count), _ in groups for n in (count - 1, count)}
+        corrections = {n: tensor_correction(rule, n) for n in counts}  # once per step count
+        for (dtype, _, count), pack in groups:
+            c_prev, c = corrections[count - 1], corrections[count]
+            grads, rules = [g for _, _, g in pack], [v["rule"] for _, v, _ in pack]
+            ss = [v["s"] for _, v, _ in pack] if want.keeps_sum else None
+            variant = (type(rule), dtype, with_gsq, want.keeps_sum, want.transfer, len(pack))
+            run = kernel(rule_sweep, *variant)
+            ratios, amax, gsq, sdot, gradsq = run(
+                rule, c_prev, c, grads, rules, ss, with_gsq, want.transfer
+            )
+            add("grad_sq", gradsq)
+            if count > 0:  # the tensors have an alpha_{k-1}
+                for key, value in zip(want.transfer, ratios, strict=True):
+                    add(key, value)
+            if eager_gsq:
+                gsq = scaled_gradient_sq(rule, c, grads, rules)
+            if with_gsq or eager_gsq:
+                add("scaled_grad_sq", gsq)
+            if "alpha_max" in want.stats:
+                add("alpha_max", amax)
+            if want.keeps_sum:
+                sdots.append(sdot)
+        out.append(Sweep1(plan, groups, sdots, corrections))
+    return out
+
+
+def _fused_cpu_move(
+    batches: list, sweep1: list[Sweep1], lams: list[float], rho: float, keeps_sum: bool
+) -> tuple[list, list]:
+    """Sweep 2 of every group as compiled kernels (``move_sweep``) over its sweep 1's packs;
+    D-Adaptation's partial sums ([(lam, <g', s_{k-1}>)], [||s_k||^2])."""
+    dots, s_parts = [], []
+    for (group, *_), one, lam in zip(batches, sweep1, lams, strict=True):
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
+        lam_t, rho_t = (torch.tensor(x, dtype=F64) for x in (lam, rho))
+        dots.extend((lam, sdot) for sdot in one.sdots)  # lam <g', s_{k-1}>
+        for st in one.plan.stale_alpha:
+            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+        # 1 - b1^n, n the tensors' own steps (this one included), per step count
+        bc1s = {n: torch.tensor(1 - b1 ** (n + 1), dtype=F64) for (_, _, n), _ in one.packs}
+        for (dtype, has_z, count), pack in one.packs:
+            c = one.corrections[count]  # sweep 1's
+            for st, _, _ in pack:
+                st["scaling.0"] += 1
+            views = {key: [v[key] for _, v, _ in pack] for key in ("x", "rule", "s", "m", "z")}
+            present = {key: None if views[key][0] is None else views[key] for key in "smz"}
+            x_dtype = views["x"][0].dtype
+            run = kernel(
+                move_sweep, type(rule), x_dtype, dtype, keeps_sum, b1 > 0, has_z, len(pack)
+            )
+            s_sq = run(
+                rule, c, [g for _, _, g in pack], views["rule"], present["s"], present["m"],
+                present["z"], views["x"], lam_t, rho_t, b1, bc1s[count], beta,
+            )  # fmt: skip
+            if keeps_sum:
+                s_parts.append(s_sq)
+    return dots, s_parts

@@ -26,6 +26,10 @@ arguments: the step size is computed on the host from the step's one sync, betwe
 launches, so no table is copied to the device. With ``TRITON_INTERPRET=1`` the
 kernels run on CPU tensors in Triton's interpreter: that is how CI, which has no GPU, tests
 them (tests/test_torch_fused_triton.py).
+
+Longer than the project's ~400 lines on purpose: the kernels, the block and pointer tables
+they walk and the two sweeps that launch them are one layout, and split they would each
+restate it.
 """
 
 from __future__ import annotations
@@ -514,3 +518,73 @@ if triton is not None:
             tl.store(out + pid * 2, tl.sum(dots))
             tl.store(out + pid * 2 + 1, tl.sum(ssq))
             _reduce_last(out, counter, 2, 0)
+
+
+# -- the path: the two sweeps of a step on CUDA, one launch per kind of tensor -------------
+class Sweep1(NamedTuple):
+    """What sweep 2 of a group needs from its sweep 1: the plan, the gradients in their
+    parameters' layout (alive until sweep 2) and each kind's launch and scalars."""
+
+    plan: Any
+    grads: list
+    launches: list
+
+
+def _fused_cuda_rule(
+    batches: list, want: Any, add: Any, plans: dict, state_dtype: Any, describe: Any
+) -> list[Sweep1]:
+    """Sweep 1 of every group as one Triton launch per kind of tensor: reductions only,
+    ||g||^2 among them (the finite check). A kernel variant is cheap to build, so ||g'||^2
+    is computed only at the steps that read it."""
+    from torch_impl import plan as P
+
+    out = []
+    for group, ps, gs, sts in batches:
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        plan = P.planned(plans, group, ps, sts, layout, state_dtype, describe)
+        gs = laid_out(plan.layout, ps, gs)
+        with_gsq = "scaled_grad_sq" in want.stats
+        launches = []
+        for kind in plan.layout.kinds:
+            count = plan.states[kind.indices[0]]["scaling.0"]  # shared by the kind
+            one = launch(kind, gs)
+            c = consts(rule, count, b1, beta)
+            ratios, amax, gsq, gradsq = rule_sweep(
+                rule, one, c, kind.key[1], with_gsq, want.transfer
+            )
+            add("grad_sq", gradsq)
+            if count > 0:  # the tensors have an alpha_{k-1}
+                for key, value in ratios.items():
+                    add(key, value)
+            if with_gsq:
+                add("scaled_grad_sq", gsq)
+            if "alpha_max" in want.stats:
+                add("alpha_max", amax)
+            launches.append((kind, one, c))
+        out.append(Sweep1(plan, gs, launches))
+    return out
+
+
+def _fused_cuda_move(
+    batches: list, sweep1: list[Sweep1], lams: list[float], rho: float, keeps_sum: bool
+) -> tuple[list, list]:
+    """Sweep 2 of every group as one Triton launch per kind, with <g', s_{k-1}> and
+    ||s_k||^2 (D-Adaptation)."""
+    dots, s_parts = [], []
+    for (group, *_), one, lam in zip(batches, sweep1, lams, strict=True):
+        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+        states = one.plan.states
+        for kind, run, c in one.launches:
+            _, dtype, x_dtype, has_z, _ = kind.key
+            sums = move_sweep(
+                rule, run, c, dtype, x_dtype, lam, rho, keeps_sum, b1 > 0, has_z, beta > 0
+            )
+            if keeps_sum:
+                dot, s_sq = sums
+                dots.append((lam, dot))  # lam <g', s_{k-1}>
+                s_parts.append(s_sq)
+            for i in kind.indices:  # after the launch: the GPU need not wait for this loop
+                states[i]["scaling.0"] += 1
+        for st in one.plan.stale_alpha:
+            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
+    return dots, s_parts

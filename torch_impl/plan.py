@@ -77,3 +77,43 @@ def current(plan: Plan | None, params: list[torch.Tensor], states: list[dict]) -
         and all(map(operator.is_, map(dict.get, plan.owners, plan.slots), plan.held))
         and list(map(_data_ptr, plan.tensors)) == plan.addresses
     )
+
+
+def planned(
+    plans: dict[int, Plan],
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    states: list[dict],
+    layout: Any,
+    state_dtype: Any,
+    describe: Any,
+) -> Plan:
+    """The group's plan in ``plans``, rebuilt with the path's ``layout(params, states,
+    state_dtype)`` only when its parameters or state moved (after ``check_state``)."""
+    plan = plans.get(id(group))
+    if not current(plan, params, states):
+        check_state(params, states, state_dtype, describe)
+        plan = plans[id(group)] = build(params, states, layout(params, states, state_dtype))
+    return plan
+
+
+def check_state(
+    params: list[torch.Tensor], states: list[dict], state_dtype: Any, describe: Any
+) -> None:
+    """Every state tensor the kernels address has its parameter's shape and device and the
+    state dtype (the kernels read memory as that dtype: a state tensor replaced by hand, or
+    a parameter cast by ``model.double()`` after its state was made, would be misread, or
+    read out of bounds), else ``ValueError`` naming it (``describe(p)``), before any
+    change."""
+    for p, st in zip(params, states, strict=True):
+        want = (p.shape, state_dtype(p), p.device)
+        for key in STATE_KEYS:
+            t = st.get(key)
+            if t is None or (t.shape, t.dtype, t.device) == want:
+                continue
+            raise ValueError(
+                f"Invalid state {key!r} of {describe(p)}: shape {tuple(t.shape)}, {t.dtype} "
+                f"on {t.device} (expected {tuple(p.shape)}, {want[1]} on {p.device}, as the "
+                "optimizer makes it for the parameter: was the state replaced, or the "
+                "parameter cast or moved, after its first step?)"
+            )

@@ -1,0 +1,83 @@
+"""Loading a checkpoint into ``ParameterScaled``: checked before anything is loaded, and
+cast to the dtypes the optimizer keeps its state in.
+
+torch's loader checks only the number of parameters per group, and casts floating state
+to each parameter's dtype. Here every parameter-sized state tensor must have its
+parameter's shape (a checkpoint of another model is refused by name, with nothing
+loaded), and floating state is cast to the state dtype: float32 for bf16/fp16 parameters,
+whose masters and moments stay float32 (so a resumed run continues bit-identically), and a
+float64 checkpoint loaded into a float32 model is cast, not misread by the fused kernels.
+The state of a user's rule keeps its saved dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from torch_impl import plan as P
+from torch_impl.foreach_rules import FOREACH
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+RULE_SLOTS = frozenset(k for k in P.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
+# the state entries shaped as their parameter, whatever the rule
+PARAM_SIZED = frozenset(P.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha", "x0"}
+
+
+def state_dtype(p: torch.Tensor) -> torch.dtype:
+    """The dtype a parameter's optimizer state is kept in."""
+    return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+
+
+def param_sized(group: dict[str, Any]) -> frozenset[str]:
+    """The state keys of a group's parameters that hold parameter-shaped tensors in the state
+    dtype: s, m, z, g0, alpha, x0, and the rule state of the built-in element-wise rules."""
+    return PARAM_SIZED | RULE_SLOTS if type(group["scaling"]) in FOREACH else PARAM_SIZED
+
+
+def saved_states(groups: list[dict], state_dict: dict[str, Any]) -> list[tuple]:
+    """(group, parameter, its index, group index, its saved state) for each parameter with
+    a saved state; none where the groups do not match (torch's loader then says so)."""
+    saved_groups = state_dict["param_groups"]
+    if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in groups]:
+        return []
+    return [
+        (group, p, pi, gi, state_dict["state"][saved_id])
+        for gi, (group, saved) in enumerate(zip(groups, saved_groups, strict=True))
+        for pi, (p, saved_id) in enumerate(zip(group["params"], saved["params"], strict=True))
+        if state_dict["state"].get(saved_id)
+    ]
+
+
+def check_shapes(pairs: list[tuple]) -> None:
+    """Each saved parameter-sized state tensor has its parameter's shape, else ValueError."""
+    for group, p, pi, gi, saved in pairs:
+        sized = param_sized(group)
+        for key, value in saved.items():
+            if key in sized and isinstance(value, torch.Tensor) and value.shape != p.shape:
+                raise ValueError(
+                    f"Invalid state_dict: state {key!r} of parameter {pi} of group {gi} "
+                    f"has shape {tuple(value.shape)} (expected {tuple(p.shape)}, the "
+                    "parameter's: a checkpoint of another model?); nothing loaded"
+                )
+
+
+def cast_loaded(state: dict, pairs: list[tuple]) -> None:
+    """After torch's loader: floating state in the state dtype (``param_sized``) or in its
+    saved dtype (any other state); global estimates saved as 0-dim tensors read as floats."""
+    for group, p, _, _, saved in pairs:
+        sized = param_sized(group)
+        for key, value in saved.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                dtype = state_dtype(p) if key in sized else value.dtype
+                if dtype != state[p][key].dtype:
+                    state[p][key] = value.to(device=p.device, dtype=dtype).clone()
+    if "global" in state:
+        state["global"] = {
+            "d_growths": 0,  # not kept by earlier versions
+            **{
+                key: (value.item() if isinstance(value, torch.Tensor) else value)
+                for key, value in state["global"].items()
+            },
+        }
