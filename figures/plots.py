@@ -87,17 +87,23 @@ def _plt():
 
 
 def _rate_methods(problem: Any, sol: Any, iters: int) -> dict[str, tuple[Any, str]]:
-    from theory import optimizers as O
-    from theory import scaling as S
+    from theory import optimizers
+    from theory import scaling as rules
 
     tol = 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
     D = problem.distance(problem.x0)
     return {
-        "sgd(C2 step)": (O.sgd(lr=D / (problem.lipschitz * math.sqrt(iters))), "C2"),
-        "sps": (O.sps(sol.f, c=1.0, f_star_tol=tol), "C1"),
-        "ps_sps[amsgrad]": (O.ps_sps(sol.f, c=1.0, scaling=S.amsgrad(), f_star_tol=tol), "A5"),
-        "dadapt_sgd": (O.dadapt_sgd(), "B2"),
-        "ps_dadapt_sgd[amsgrad]": (O.ps_dadapt_sgd(momentum=0.0, scaling=S.amsgrad()), "B2"),
+        "sgd(C2 step)": (optimizers.sgd(lr=D / (problem.lipschitz * math.sqrt(iters))), "C2"),
+        "sps": (optimizers.sps(sol.f, c=1.0, f_star_tol=tol), "C1"),
+        "ps_sps[amsgrad]": (
+            optimizers.ps_sps(sol.f, c=1.0, scaling=rules.amsgrad(), f_star_tol=tol),
+            "A5",
+        ),
+        "dadapt_sgd": (optimizers.dadapt_sgd(), "B2"),
+        "ps_dadapt_sgd[amsgrad]": (
+            optimizers.ps_dadapt_sgd(momentum=0.0, scaling=rules.amsgrad()),
+            "B2",
+        ),
     }
 
 
@@ -196,19 +202,19 @@ def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
 
 def learning_rate_data(problems: list[Any], iters: int) -> Rows:
     import theory
-    from theory import optimizers as O
-    from theory import scaling as S
+    from theory import optimizers
+    from theory import scaling as rules
 
     rows: Rows = []
     for p in problems:
         sol = p.solve()
         tol = 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
         methods = {
-            "sps": O.sps(sol.f, f_star_tol=tol),
-            "ps_sps[adam]": O.ps_sps(sol.f, scaling=S.adam(), f_star_tol=tol),
-            "dadapt_sgd": O.dadapt_sgd(momentum=0.9),
-            "ps_dadapt_sgd[adam]": O.ps_dadapt_sgd(),
-            "ps_dadapt_sgd[adam,shrink]": O.ps_dadapt_sgd(transfer="shrink"),
+            "sps": optimizers.sps(sol.f, f_star_tol=tol),
+            "ps_sps[adam]": optimizers.ps_sps(sol.f, scaling=rules.adam(), f_star_tol=tol),
+            "dadapt_sgd": optimizers.dadapt_sgd(momentum=0.9),
+            "ps_dadapt_sgd[adam]": optimizers.ps_dadapt_sgd(),
+            "ps_dadapt_sgd[adam,shrink]": optimizers.ps_dadapt_sgd(transfer="shrink"),
         }
         for name, opt in methods.items():
             with np.errstate(all="ignore"):
@@ -273,15 +279,15 @@ def tightness_plot(rows: Rows, out: Path) -> list[Path]:
 def invariance_data(iters: int) -> Rows:
     import synthetic
     import theory
-    from theory import optimizers as O
-    from theory import scaling as S
+    from theory import optimizers
+    from theory import scaling as rules
 
     p = synthetic.lad(60, 8, 2.0, seed=0)
     sol = p.solve()
     rows: Rows = []
     for t in (1.0, 1e-3, 1e3):
-        rule = S.adam() if t == 1.0 else S.uniformly_scaled(S.adam(), t)
-        traj = theory.run(O.ps_dadapt_sgd(scaling=rule), p, iters=iters)
+        rule = rules.adam() if t == 1.0 else rules.uniformly_scaled(rules.adam(), t)
+        traj = theory.run(optimizers.ps_dadapt_sgd(scaling=rule), p, iters=iters)
         for k, f in enumerate(traj.f):
             rows.append(
                 {"panel": "invariance", "series": f"alpha x {t:g}", "k": k, "value": f - sol.f}
@@ -294,7 +300,9 @@ def invariance_data(iters: int) -> Rows:
         ("PS-DA-SGD", {}),
         ("naive conversion", {"normaliser": "g0/alpha_k", "transfer": "none"}),
     ):
-        traj = theory.run(O.ps_dadapt_sgd(scaling=S.adam(beta2=0.9), **kw), early, iters=iters)
+        traj = theory.run(
+            optimizers.ps_dadapt_sgd(scaling=rules.adam(beta2=0.9), **kw), early, iters=iters
+        )
         step = np.median(traj.lr[:, None] / traj.alpha[:, 1:] ** 2, axis=1)
         for k, v in enumerate(step):
             rows.append({"panel": "early", "series": label, "k": k + 1, "value": v})
@@ -335,28 +343,28 @@ def invariance_plot(rows: Rows, out: Path) -> list[Path]:
 
 def rule_grid_data(problems: list[Any], iters: int) -> Rows:
     import theory
-    from theory import optimizers as O
-    from theory import scaling as S
+    from theory import optimizers
+    from theory import scaling as rules
 
-    rules = {
-        "identity": S.identity,
-        "adagrad": S.adagrad,
-        "rmsprop": S.rmsprop,
-        "adam": S.adam,
-        "amsgrad": S.amsgrad,
-        "lars": S.lars,
-        "lamb": S.lamb,
+    by_name = {
+        "identity": rules.identity,
+        "adagrad": rules.adagrad,
+        "rmsprop": rules.rmsprop,
+        "adam": rules.adam,
+        "amsgrad": rules.amsgrad,
+        "lars": rules.lars,
+        "lamb": rules.lamb,
     }
     steps: dict[str, Callable[[Any, Any], Any]] = {
-        "polyak (PS-SPS)": lambda sol, r: O.ps_sps(
+        "polyak (PS-SPS)": lambda sol, r: optimizers.ps_sps(
             sol.f, scaling=r, f_star_tol=1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
         ),
-        "dadapt (PS-DA-SGD)": lambda sol, r: O.ps_dadapt_sgd(scaling=r),
-        "dadapt, shrink": lambda sol, r: O.ps_dadapt_sgd(scaling=r, transfer="shrink"),
+        "dadapt (PS-DA-SGD)": lambda sol, r: optimizers.ps_dadapt_sgd(scaling=r),
+        "dadapt, shrink": lambda sol, r: optimizers.ps_dadapt_sgd(scaling=r, transfer="shrink"),
     }
     rows: Rows = []
     for step_name, make in steps.items():
-        for rule_name, rule in rules.items():
+        for rule_name, rule in by_name.items():
             rel = []
             for p in problems:
                 sol = p.solve()

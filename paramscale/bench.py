@@ -47,19 +47,19 @@ def _optimizers(device: str) -> dict[str, Callable]:
     import dadaptation
     import prodigyopt
 
-    import torch_impl as T
+    import torch_impl
 
     out: dict[str, Callable] = {
         "Adam(foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
         "Adam(fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
         "DAdaptAdam": lambda ps: dadaptation.DAdaptAdam(ps),
         "Prodigy": lambda ps: prodigyopt.Prodigy(ps),
-        "PSDASGD(foreach)": lambda ps: T.PSDASGD(ps, foreach=True),
-        "PSDASGD(per-tensor)": lambda ps: T.PSDASGD(ps, foreach=False),
-        "PSDASGD(fused)": lambda ps: T.PSDASGD(ps, fused=True),
-        "PSSPS(foreach)": lambda ps: T.PSSPS(ps, f_star=0.0, foreach=True),
-        "PSSPS(fused)": lambda ps: T.PSSPS(ps, f_star=0.0, fused=True),
-        "PSSPS(per-tensor)": lambda ps: T.PSSPS(ps, f_star=0.0, foreach=False),
+        "PSDASGD(foreach)": lambda ps: torch_impl.PSDASGD(ps, foreach=True),
+        "PSDASGD(per-tensor)": lambda ps: torch_impl.PSDASGD(ps, foreach=False),
+        "PSDASGD(fused)": lambda ps: torch_impl.PSDASGD(ps, fused=True),
+        "PSSPS(foreach)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, foreach=True),
+        "PSSPS(fused)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, fused=True),
+        "PSSPS(per-tensor)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, foreach=False),
     }
     return out
 
@@ -116,22 +116,22 @@ def time_steps(
 def numpy_throughput(iters: int = 200) -> float:
     """Steps per second of the NumPy reference on the default suite (every method of the
     main job)."""
-    from paramscale import compare as C
+    from paramscale import compare
 
-    problems = C.default_problems()
+    problems = compare.default_problems()
     t0 = time.perf_counter()
-    C.compare(problems, list(C.METHODS), iters, progress=False)
-    return len(problems) * len(C.METHODS) * iters / (time.perf_counter() - t0)
+    compare.compare(problems, list(compare.METHODS), iters, progress=False)
+    return len(problems) * len(compare.METHODS) * iters / (time.perf_counter() - t0)
 
 
 def sweep_seconds() -> float:
-    from proofs_check import runner as R
+    from proofs_check import runner
 
-    problems = R.default_problems()
+    problems = runner.default_problems()
     for p in problems:  # exact solutions are cached; time the checks, not the first solve
         p.solve()
     t0 = time.perf_counter()
-    R.sweep(problems, 200, progress=False)
+    runner.sweep(problems, 200, progress=False)
     return time.perf_counter() - t0
 
 

@@ -11,42 +11,42 @@ from pathlib import Path
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from paramscale import compare as C
+    from paramscale import compare
 
-    methods = list(C.METHODS) if not args.methods else args.methods.split(",")
-    unknown = [m for m in methods if m not in C.METHODS]
+    methods = list(compare.METHODS) if not args.methods else args.methods.split(",")
+    unknown = [m for m in methods if m not in compare.METHODS]
     if unknown:
         print(
-            f"paramscale compare: unknown method(s) {unknown}; known: {list(C.METHODS)}",
+            f"paramscale compare: unknown method(s) {unknown}; known: {list(compare.METHODS)}",
             file=sys.stderr,
         )
         return 2
     t0 = time.perf_counter()
-    results = C.compare(C.default_problems(args.quick), methods, args.iters, not args.no_progress)
+    results = compare.compare(
+        compare.default_problems(args.quick), methods, args.iters, not args.no_progress
+    )
     print(
         f"min_k f(x_k) - f* after {args.iters} steps (f* certified by two solvers; "
         "<=a: below the certified accuracy a of f*; div@k: diverged at step k)"
     )
-    print(C.format_table(results, methods))
+    print(compare.format_table(results, methods))
     if args.csv:
-        C.write_csv(results, Path(args.csv))
+        compare.write_csv(results, Path(args.csv))
         print(f"wrote {args.csv}")
     print(f"{len(results)} runs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from proofs_check import CLAIMS
-    from proofs_check import runner as R
-    from proofs_check import search as SE
+    from proofs_check import CLAIMS, runner, search
 
     if args.case:
         try:
-            case = SE.SearchCase.from_json(args.case)
+            case = search.SearchCase.from_json(args.case)
         except ValueError as exc:
             print(f"paramscale check: {exc}", file=sys.stderr)
             return 2
-        res = SE.evaluate(case)
+        res = search.evaluate(case)
         if res is None:
             print(f"claim {case.claim} does not apply to this case")
             return 2
@@ -63,11 +63,11 @@ def _check(args: argparse.Namespace) -> int:
             f"searching for a counterexample to {args.search} ({args.examples} examples)...",
             file=sys.stderr,
         )
-        found = SE.search(args.search, max_examples=args.examples, iters=args.iters)
+        found = search.search(args.search, max_examples=args.examples, iters=args.iters)
         if found is None:
             print(f"no counterexample to {args.search} in {args.examples} examples")
             return 0
-        print(SE.describe(*found))
+        print(search.describe(*found))
         return 1 if CLAIMS[args.search].kind == "theorem" else 0
     claims = list(CLAIMS) if not args.claims else args.claims.split(",")
     unknown = [c for c in claims if c not in CLAIMS]
@@ -77,16 +77,16 @@ def _check(args: argparse.Namespace) -> int:
         )
         return 2
     t0 = time.perf_counter()
-    problems = R.default_problems(args.quick)
+    problems = runner.default_problems(args.quick)
     print(
-        f"checking {len(claims)} claims on {len(problems)} problems x {len(R.RULES)} rules, "
+        f"checking {len(claims)} claims on {len(problems)} problems x {len(runner.RULES)} rules, "
         f"{args.iters} steps per run",
         file=sys.stderr,
     )
-    records = R.sweep(problems, args.iters, claims, progress=not args.no_progress)
-    rows = R.summarize(records)
-    print(R.format_table(rows))
-    failures = R.theorem_failures(records)
+    records = runner.sweep(problems, args.iters, claims, progress=not args.no_progress)
+    rows = runner.summarize(records)
+    print(runner.format_table(rows))
+    failures = runner.theorem_failures(records)
     elapsed = time.perf_counter() - t0
     meta = {
         "iters": args.iters,
@@ -96,7 +96,7 @@ def _check(args: argparse.Namespace) -> int:
         "theorem_failures": len(failures),
         "checks": len(records),
     }
-    R.write_report(records, rows, Path(args.report), meta)
+    runner.write_report(records, rows, Path(args.report), meta)
     print(
         f"{len(records)} checks in {elapsed:.1f} s; {len(failures)} theorem failures; "
         f"report: {args.report}"
@@ -107,7 +107,7 @@ def _check(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
-    from paramscale import bench as B
+    from paramscale import bench
 
     if args.kernels:
         if importlib.util.find_spec("triton") is None:
@@ -143,7 +143,7 @@ def _bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     names = args.optimizers.split(",") if args.optimizers else None
-    results = B.run(
+    results = bench.run(
         sizes,
         args.device,
         args.warmup,
@@ -152,10 +152,10 @@ def _bench(args: argparse.Namespace) -> int:
         Path(args.csv) if args.csv else None,
         args.rounds,
     )
-    print(B.format_table(results))
+    print(bench.format_table(results))
     if not args.skip_reference:
-        print(f"NumPy reference: {B.numpy_throughput():,.0f} steps/s on the default suite")
-        print(f"claim sweep (paramscale check, full): {B.sweep_seconds():.1f} s")
+        print(f"NumPy reference: {bench.numpy_throughput():,.0f} steps/s on the default suite")
+        print(f"claim sweep (paramscale check, full): {bench.sweep_seconds():.1f} s")
     if args.csv:
         print(f"wrote {args.csv}")
     return 0
@@ -177,17 +177,17 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _validate_rule(args: argparse.Namespace) -> int:
-    from proofs_check import validate as V
+    from proofs_check import validate
 
     try:
-        rule = V.load_rule(args.rule)
+        rule = validate.load_rule(args.rule)
         print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
-        report = V.validate_rule(rule, iters=args.iters, search_examples=args.examples)
-    except V.RuleInputError as exc:
+        report = validate.validate_rule(rule, iters=args.iters, search_examples=args.examples)
+    except validate.RuleInputError as exc:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2
     print(report.markdown())
-    written = V.write_report(report, rule, Path(args.out))
+    written = validate.write_report(report, rule, Path(args.out))
     print(f"report: {written[0]} (figure: {written[1]})")
     if args.train:
         import os
@@ -221,22 +221,22 @@ def _seeds(text: str) -> list[int]:
 def _train(args: argparse.Namespace) -> int:
     import os
 
-    from paramscale import train as TR
+    from paramscale import train
 
     if args.list:
         print("tasks:")
-        for task in TR.TASKS.values():
+        for task in train.TASKS.values():
             print(f"  {task.name:<22} {task.what}")
         print("methods (spec: name or name[key=value,...]):")
-        for family in TR.FAMILIES.values():
+        for family in train.FAMILIES.values():
             why = family.missing()
             print(f"  {family.name:<22} {family.what}" + (f" [skipped: {why}]" if why else ""))
         return 0
     try:
         seeds = _seeds(args.seeds)
-        tasks = TR.resolve_tasks(args.tasks.split(",")) if args.tasks else list(TR.TASKS)
-        specs = TR.parse_methods(args.methods)
-        TR.methods.expand(specs, args.quick)  # bad names and options fail here, by name
+        tasks = train.resolve_tasks(args.tasks.split(",")) if args.tasks else list(train.TASKS)
+        specs = train.parse_methods(args.methods)
+        train.methods.expand(specs, args.quick)  # bad names and options fail here, by name
     except ValueError as exc:
         print(f"paramscale train: {exc}", file=sys.stderr)
         return 2
@@ -253,11 +253,11 @@ def _train(args: argparse.Namespace) -> int:
         f"seeds {seeds}, {workers} worker(s), device {args.device}",
         file=sys.stderr,
     )
-    rows = TR.benchmark(
+    rows = train.benchmark(
         tasks, specs, seeds, args.quick, args.device, workers, args.steps or None,
         progress=not args.no_progress,
     )  # fmt: skip
-    written = TR.write_outputs(rows, Path(args.out))
+    written = train.write_outputs(rows, Path(args.out))
     print(written["table"].read_text())
     for key in ("csv", "table", "png"):
         print(f"wrote {written[key]}")

@@ -23,8 +23,8 @@ import numpy as np
 import synthetic
 import theory
 from synthetic import Problem, Solution
-from theory import optimizers as O
-from theory import scaling as S
+from theory import optimizers
+from theory import scaling as rules
 
 MethodFactory = Callable[[Problem, Solution, int], object]
 
@@ -43,29 +43,35 @@ def _dist(p: Problem, sol: Solution) -> tuple[float, float]:
 
 
 METHODS: dict[str, MethodFactory] = {
-    "sgd(C2 step)": lambda p, s, K: O.sgd(lr=_dist(p, s)[0] / (p.lipschitz * math.sqrt(K))),
-    "adam": lambda p, s, K: O.adam(lr=_dist(p, s)[1] / math.sqrt(K)),
-    "amsgrad": lambda p, s, K: O.amsgrad(lr=_dist(p, s)[1] / math.sqrt(K)),
-    "adagrad": lambda p, s, K: O.adagrad(lr=_dist(p, s)[1]),
-    "rmsprop": lambda p, s, K: O.rmsprop(lr=_dist(p, s)[1] / math.sqrt(K)),
-    "sps": lambda p, s, K: O.sps(s.f, f_star_tol=_sps_tol(s)),
-    "ps_sps[adam]": lambda p, s, K: O.ps_sps(s.f, scaling=S.adam(), f_star_tol=_sps_tol(s)),
-    "ps_sps[amsgrad]": lambda p, s, K: O.ps_sps(s.f, scaling=S.amsgrad(), f_star_tol=_sps_tol(s)),
-    "dadapt_sgd": lambda p, s, K: O.dadapt_sgd(),
-    "ps_dadapt_sgd[adam]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.adam()),
-    "ps_dadapt_sgd[amsgrad]": lambda p, s, K: O.ps_dadapt_sgd(scaling=S.amsgrad()),
-    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: O.ps_dadapt_sgd(transfer="shrink"),
-    "dog": lambda p, s, K: O.dog(),
-    "ldog": lambda p, s, K: O.ldog(blocks=_halves(p.n)),
-    "cocob": lambda p, s, K: O.cocob(),
-    "dadapt_adam": lambda p, s, K: O.dadapt_adam(),
-    "prodigy": lambda p, s, K: O.prodigy(),
-    "sf_sgd(C2 step)": lambda p, s, K: O.schedule_free_sgd(
+    "sgd(C2 step)": lambda p, s, K: optimizers.sgd(
         lr=_dist(p, s)[0] / (p.lipschitz * math.sqrt(K))
     ),
-    "sf_adam": lambda p, s, K: O.schedule_free_adam(lr=_dist(p, s)[1] / math.sqrt(K)),
-    "mechanic(sgd)": lambda p, s, K: O.mechanic(O.sgd(lr=1.0)),
-    "eg_stepsize": lambda p, s, K: O.eg_stepsize(),
+    "adam": lambda p, s, K: optimizers.adam(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "amsgrad": lambda p, s, K: optimizers.amsgrad(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "adagrad": lambda p, s, K: optimizers.adagrad(lr=_dist(p, s)[1]),
+    "rmsprop": lambda p, s, K: optimizers.rmsprop(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "sps": lambda p, s, K: optimizers.sps(s.f, f_star_tol=_sps_tol(s)),
+    "ps_sps[adam]": lambda p, s, K: optimizers.ps_sps(
+        s.f, scaling=rules.adam(), f_star_tol=_sps_tol(s)
+    ),
+    "ps_sps[amsgrad]": lambda p, s, K: optimizers.ps_sps(
+        s.f, scaling=rules.amsgrad(), f_star_tol=_sps_tol(s)
+    ),
+    "dadapt_sgd": lambda p, s, K: optimizers.dadapt_sgd(),
+    "ps_dadapt_sgd[adam]": lambda p, s, K: optimizers.ps_dadapt_sgd(scaling=rules.adam()),
+    "ps_dadapt_sgd[amsgrad]": lambda p, s, K: optimizers.ps_dadapt_sgd(scaling=rules.amsgrad()),
+    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: optimizers.ps_dadapt_sgd(transfer="shrink"),
+    "dog": lambda p, s, K: optimizers.dog(),
+    "ldog": lambda p, s, K: optimizers.ldog(blocks=_halves(p.n)),
+    "cocob": lambda p, s, K: optimizers.cocob(),
+    "dadapt_adam": lambda p, s, K: optimizers.dadapt_adam(),
+    "prodigy": lambda p, s, K: optimizers.prodigy(),
+    "sf_sgd(C2 step)": lambda p, s, K: optimizers.schedule_free_sgd(
+        lr=_dist(p, s)[0] / (p.lipschitz * math.sqrt(K))
+    ),
+    "sf_adam": lambda p, s, K: optimizers.schedule_free_adam(lr=_dist(p, s)[1] / math.sqrt(K)),
+    "mechanic(sgd)": lambda p, s, K: optimizers.mechanic(optimizers.sgd(lr=1.0)),
+    "eg_stepsize": lambda p, s, K: optimizers.eg_stepsize(),
 }
 
 

@@ -42,19 +42,19 @@ class LoopCount(NamedTuple):
 def variants() -> list[tuple[str, Any, dict[str, Any]]]:
     """(name, kernel, constexprs) of PS-DA-SGD and PS-SPS with their defaults (Adam scaling;
     PS-DA-SGD with momentum 0.9, PS-SPS without), float32."""
-    from torch_impl import fused_triton as FT
+    from torch_impl import fused_triton
 
     return [
-        ("PS-DA-SGD sweep 1", FT._rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
-        ("PS-SPS sweep 1", FT._rule_kernel, {"RULE": ADAM, "GSQ": True, "RATIO": 0}),
+        ("PS-DA-SGD sweep 1", fused_triton._rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
+        ("PS-SPS sweep 1", fused_triton._rule_kernel, {"RULE": ADAM, "GSQ": True, "RATIO": 0}),
         (
             "PS-DA-SGD sweep 2",
-            FT._move_kernel,
+            fused_triton._move_kernel,
             {"RULE": ADAM, "DADAPT": True, "FIRST": False, "HAS_Z": True, "AVERAGE": True},
         ),
         (
             "PS-SPS sweep 2",
-            FT._move_kernel,
+            fused_triton._move_kernel,
             {"RULE": ADAM, "DADAPT": False, "FIRST": False, "HAS_Z": False, "AVERAGE": False},
         ),
     ]
@@ -68,9 +68,9 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from torch_impl import fused_triton as FT
+    from torch_impl import fused_triton
 
-    values = {**constexprs, "DT": tl.float32, "XT": tl.float32, "BLOCK": FT.BLOCK}
+    values = {**constexprs, "DT": tl.float32, "XT": tl.float32, "BLOCK": fused_triton.BLOCK}
     names = [p.name for p in kernel.params]
     signature = {
         p.name: "constexpr" if p.is_constexpr else TABLE_TYPES.get(p.name, p.annotation)
@@ -79,7 +79,7 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
     fixed = {(names.index(k),): v for k, v in values.items() if k in names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=fixed)
     compiled = triton.compile(
-        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": FT.WARPS}
+        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": fused_triton.WARPS}
     )
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as fh:
@@ -92,7 +92,9 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
             check=True,
         ).stdout
     body = _main_loop(sass)
-    per_thread = FT.BLOCK // (32 * FT.WARPS)  # elements a thread takes per trip of the loop
+    per_thread = fused_triton.BLOCK // (
+        32 * fused_triton.WARPS
+    )  # elements a thread takes per trip of the loop
     mufu = sum(1 for op in body if "MUFU" in op)
     return LoopCount(name, len(body) / per_thread, mufu / per_thread)
 

@@ -66,8 +66,8 @@ def convex_rows(seeds: tuple[int, ...], progress: Callable[[str], None]) -> list
     """One row per (variant, problem): the variant's final gap and step, with the problem's
     f(x0) - f*, D-Adapt SGD's final gap and the best constant step of the same update."""
     import synthetic
-    from theory import optimizers as O
-    from theory import scaling as S
+    from theory import optimizers
+    from theory import scaling as rules
 
     problems = synthetic.suite(seeds=seeds)
     rows = []
@@ -75,14 +75,18 @@ def convex_rows(seeds: tuple[int, ...], progress: Callable[[str], None]) -> list
         progress(f"[convex {i + 1}/{len(problems)}] {problem.name}")
         sol = problem.solve()
         start = float(problem.f(problem.x0) - sol.f)
-        baseline, _ = _final(O.dadapt_sgd(momentum=0.9), problem, sol)
+        baseline, _ = _final(optimizers.dadapt_sgd(momentum=0.9), problem, sol)
         constant = {
-            lam: _final(O.parameter_scaled(O.constant(lam), S.adam(), 0.9), problem, sol)[0]
+            lam: _final(
+                optimizers.parameter_scaled(optimizers.constant(lam), rules.adam(), 0.9),
+                problem,
+                sol,
+            )[0]
             for lam in CONSTANT_GRID
         }
         best_lam = min(constant, key=constant.get)
         for options in VARIANTS:
-            gap, lam = _final(O.ps_dadapt_sgd(**options), problem, sol)
+            gap, lam = _final(optimizers.ps_dadapt_sgd(**options), problem, sol)
             rows.append(
                 {"variant": spec(options), "problem": problem.name, "final_gap": gap,
                  "start_gap": start, "dadapt_sgd_gap": baseline, "final_step": lam,
@@ -180,11 +184,15 @@ def format_table(convex: dict, nets: dict) -> str:
         c, n = convex.get(name), nets.get(name)
         cells = (
             f"{c['diverged']:>4}/{c['problems']:<2} {c['worse']:>6} {c['gap_ratio']:>8.3g} "
-            f"{c['step_ratio']:>9.3g}" if c else f"{'':>7} {'':>6} {'':>8} {'':>9}"
+            f"{c['step_ratio']:>9.3g}"
+            if c
+            else f"{'':>7} {'':>6} {'':>8} {'':>9}"
         )
         net = (
             f" {n['diverged']:>4}/{n['runs']:<2} {n['lowest']:>6.3f} {n['vs_adam']:>+8.1f} "
-            f"{n['worst_task_vs_adam']:>+7.1f} {n['step_ratio']:>9.3g}" if n else ""
+            f"{n['worst_task_vs_adam']:>+7.1f} {n['step_ratio']:>9.3g}"
+            if n
+            else ""
         )
         lines.append(f"{name:<52} {cells}{net}")
     lines.append(

@@ -30,15 +30,15 @@ import numpy as np
 import synthetic
 import theory
 from proofs_check.claims import CLAIMS, Result
-from theory import optimizers as O
-from theory import scaling as S
+from theory import optimizers
+from theory import scaling as rules
 
 RULES: dict[str, Callable[[], Any]] = {
-    "identity": S.identity,
-    "adam": S.adam,
-    "amsgrad": S.amsgrad,
-    "adagrad": S.adagrad,
-    "rmsprop": S.rmsprop,
+    "identity": rules.identity,
+    "adam": rules.adam,
+    "amsgrad": rules.amsgrad,
+    "adagrad": rules.adagrad,
+    "rmsprop": rules.rmsprop,
 }
 
 
@@ -91,14 +91,16 @@ def f_star_tol(sol: Any) -> float:
 def build_optimizer(case: Case, solution: Any) -> Any:
     rule = RULES[case.rule]()
     if case.method == "ps_sps":
-        return O.ps_sps(solution.f, c=1.0, scaling=rule, f_star_tol=f_star_tol(solution))
+        return optimizers.ps_sps(solution.f, c=1.0, scaling=rule, f_star_tol=f_star_tol(solution))
     if case.method == "ps_dadapt_sgd":
-        return O.ps_dadapt_sgd(momentum=0.0, scaling=rule)
+        return optimizers.ps_dadapt_sgd(momentum=0.0, scaling=rule)
     if case.method == "ps_dadapt_sgd_decay":
-        return O.ps_dadapt_sgd(momentum=0.0, scaling=rule, schedule=lambda k: 1 / math.sqrt(k + 1))
+        return optimizers.ps_dadapt_sgd(
+            momentum=0.0, scaling=rule, schedule=lambda k: 1 / math.sqrt(k + 1)
+        )
     if case.method == "sgd_c2":
         D = case.problem.distance(case.problem.x0)
-        return O.sgd(lr=D / (case.problem.lipschitz * math.sqrt(case.iters)))
+        return optimizers.sgd(lr=D / (case.problem.lipschitz * math.sqrt(case.iters)))
     raise ValueError(f"Invalid method: {case.method!r}")
 
 

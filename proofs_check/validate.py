@@ -25,11 +25,10 @@ import numpy as np
 
 import synthetic
 import theory
-from proofs_check import runner as R
-from proofs_check import search as SE
+from proofs_check import runner, search
 from synthetic.transforms import permuted
-from theory import optimizers as O
-from theory import scaling as S
+from theory import optimizers
+from theory import scaling as rules
 
 
 class RuleInputError(ValueError):
@@ -104,7 +103,7 @@ def load_rule(spec: str) -> Any:
 
 
 def _check_interface(rule: Any) -> None:
-    if not isinstance(rule, S.ScalingRule):
+    if not isinstance(rule, rules.ScalingRule):
         raise RuleInputError(
             f"{rule!r} is not a scaling rule (expected attributes name and monotone, and "
             "methods init(x0) and update(state, g, x))"
@@ -124,8 +123,8 @@ def _check_interface(rule: Any) -> None:
 def _histories(iters: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, gradients, iterates) along SGD runs on the quick suite, plus edge cases."""
     out = []
-    for p in R.default_problems(quick=True):
-        traj = theory.run(O.sgd(lr=0.01), p, iters=iters)
+    for p in runner.default_problems(quick=True):
+        traj = theory.run(optimizers.sgd(lr=0.01), p, iters=iters)
         out.append((p.name, traj.grad, traj.x[:-1]))
     rng = np.random.default_rng(0)
     for name, scale in (
@@ -193,8 +192,8 @@ def _rule_checks(rule: Any, iters: int) -> list[Check]:
 def _invariance_checks(rule: Any, iters: int = 60) -> list[Check]:
     problems = [synthetic.lad(30, 6, 0.0, seed=1), synthetic.hinge(30, 6, 2.0, seed=2)]
     methods = {
-        "PS-SPS": lambda r: O.ps_sps(0.0, scaling=r),
-        "PS-DA-SGD": lambda r: O.ps_dadapt_sgd(scaling=r),
+        "PS-SPS": lambda r: optimizers.ps_sps(0.0, scaling=r),
+        "PS-DA-SGD": lambda r: optimizers.ps_dadapt_sgd(scaling=r),
     }
     checks = []
     for label, make in methods.items():
@@ -203,7 +202,11 @@ def _invariance_checks(rule: Any, iters: int = 60) -> list[Check]:
             x0 = p.x0 + np.linspace(-1, 1, p.n)
             a = theory.run(make(rule), p, x0=x0, iters=iters, stop_on_nonfinite=True).x
             b = theory.run(
-                make(S.uniformly_scaled(rule, 7.3)), p, x0=x0, iters=iters, stop_on_nonfinite=True
+                make(rules.uniformly_scaled(rule, 7.3)),
+                p,
+                x0=x0,
+                iters=iters,
+                stop_on_nonfinite=True,
             ).x
             perm = np.random.default_rng(0).permutation(p.n)
             c = theory.run(
@@ -235,13 +238,13 @@ def _torch_check(rule: Any, iters: int = 40) -> Check:
     try:
         import torch
 
-        import torch_impl as T
+        import torch_impl
 
         p = synthetic.lad(30, 6, 1.0, seed=3)
         x0 = p.x0 + np.linspace(-1, 1, p.n)
-        ours = theory.run(O.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=iters).x
+        ours = theory.run(optimizers.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=iters).x
         param = torch.nn.Parameter(torch.tensor(x0))
-        opt = T.PSDASGD([param], scaling=rule)
+        opt = torch_impl.PSDASGD([param], scaling=rule)
         xs = [x0]
         for _ in range(iters):
             x = param.detach().numpy().copy()
@@ -263,10 +266,10 @@ def validate_rule(rule: Any, iters: int = 150, search_examples: int = 100) -> Ru
     if any(c.ok is False for c in report.checks[:1]):
         return report  # alpha is not a valid scaling: the rest would only repeat it
     report.checks += _invariance_checks(rule)
-    with R.extra_rule(name, lambda: rule):
+    with runner.extra_rule(name, lambda: rule):
         records = [
             r
-            for r in R.sweep(R.default_problems(quick=True), iters, progress=False)
+            for r in runner.sweep(runner.default_problems(quick=True), iters, progress=False)
             if r.rule == name
         ]
         failures = sorted(
@@ -284,9 +287,9 @@ def validate_rule(rule: Any, iters: int = 150, search_examples: int = 100) -> Ru
             )
         )
         if failures:
-            found = SE.search(failures[0], max_examples=search_examples, rules=(name,))
+            found = search.search(failures[0], max_examples=search_examples, rules=(name,))
             if found is not None:
-                report.counterexample = SE.describe(*found)
+                report.counterexample = search.describe(*found)
     report.checks.append(_torch_check(rule))
     return report
 
@@ -300,15 +303,15 @@ def write_report(report: RuleReport, rule: Any, out: Path) -> list[Path]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    problems = R.default_problems(quick=True)[:4]
+    problems = runner.default_problems(quick=True)[:4]
     fig, axes = plt.subplots(
         1, len(problems), figsize=(4 * len(problems), 3.2), layout="constrained"
     )
     for ax, p in zip(axes, problems, strict=True):
         sol = p.solve()
         for label, opt in (
-            ("PS-SPS", O.ps_sps(sol.f, scaling=rule, f_star_tol=1e-8)),
-            ("PS-DA-SGD", O.ps_dadapt_sgd(scaling=rule)),
+            ("PS-SPS", optimizers.ps_sps(sol.f, scaling=rule, f_star_tol=1e-8)),
+            ("PS-DA-SGD", optimizers.ps_dadapt_sgd(scaling=rule)),
         ):
             with np.errstate(all="ignore"):
                 traj = theory.run(opt, p, iters=200, stop_on_nonfinite=True)

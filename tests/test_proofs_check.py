@@ -148,7 +148,7 @@ def test_a1_catches_the_torch_form_amsgrad():
 def test_a3_catches_a_wrong_metric_change_factor(monkeypatch):
     """A3 holds for any positive alpha once rho_k is the *max* ratio: the only way to break
     it is a wrong proof step. Planted: rho_k as the mean ratio (a plausible slip in Eq. 14)."""
-    import proofs_check.claims as C
+    import proofs_check.quantities as C
 
     traj = _pssps(S.adam(beta2=0.9), iters=40)
     assert check("A3", traj, P, SOL).holds
@@ -242,9 +242,11 @@ def test_cli_check_quick_writes_report_and_exits_zero(tmp_path, capsys):
 
 
 def test_cli_exits_one_when_a_theorem_fails(tmp_path, monkeypatch):
-    real = CLAIMS["A3"]
-    broken = replace(real, evaluate=lambda t, p, s: replace(real.evaluate(t, p, s), holds=False))
-    monkeypatch.setitem(CLAIMS, "A3", broken)
+    class Broken(type(CLAIMS["A3"])):
+        def evaluate(self, t, p, s):
+            return replace(super().evaluate(t, p, s), holds=False)
+
+    monkeypatch.setitem(CLAIMS, "A3", Broken())
     args = [
         "check",
         "--quick",

@@ -109,6 +109,13 @@ def dog(lr: float = 1.0, reps_rel: float = 1e-6, eps: float = 1e-8) -> Parameter
     return parameter_scaled(dog_step(lr, reps_rel, eps), rules.identity(), name="dog")
 
 
+class LDoGState(NamedTuple):
+    k: int
+    x0: np.ndarray
+    rbar: np.ndarray  # one entry per block
+    gsum: np.ndarray
+
+
 @dataclass(frozen=True)
 class ldog:
     """LDoG: DoG with every norm per layer (``blocks``; default one block), so ``eta`` is
@@ -120,29 +127,38 @@ class ldog:
     blocks: tuple[int, ...] | None = None
     name: str = "ldog"
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> LDoGState:
         x0 = np.array(x0, dtype=np.float64)
         b = _blocks(len(x0), self.blocks)
-        return {"k": 0, "x0": x0, "rbar": np.zeros(len(b)), "gsum": np.zeros(len(b))}
+        return LDoGState(0, x0, np.zeros(len(b)), np.zeros(len(b)))
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        k = state["k"]
+    def step(self, state: LDoGState, x: np.ndarray, loss: Any, grad: Any):
+        k = state.k
         g = _grad(grad, x, k)
         bl = _blocks(len(x), self.blocks)
         gsq = np.array([g[s] @ g[s] for s in bl])
         if k == 0:
-            rbar = self.reps_rel * (1 + np.array([np.linalg.norm(state["x0"][s]) for s in bl]))
+            rbar = self.reps_rel * (1 + np.array([np.linalg.norm(state.x0[s]) for s in bl]))
             gsum = gsq + self.eps
         else:
-            dist = np.array([np.linalg.norm(x[s] - state["x0"][s]) for s in bl])
-            rbar, gsum = np.maximum(state["rbar"], dist), state["gsum"] + gsq
+            dist = np.array([np.linalg.norm(x[s] - state.x0[s]) for s in bl])
+            rbar, gsum = np.maximum(state.rbar, dist), state.gsum + gsq
         eta = self.lr * rbar / np.sqrt(gsum)
         step = np.concatenate([np.full(s.stop - s.start, e) for s, e in zip(bl, eta, strict=True)])
-        new = {**state, "k": k + 1, "rbar": rbar, "gsum": gsum}
+        new = state._replace(k=k + 1, rbar=rbar, gsum=gsum)
         return x - step * g, new, {"lr": float(np.mean(eta)), "d": float(np.mean(rbar))}
 
 
 # -- COCOB-Backprop (Orabona & Tommasi 2017; parameterfree 0.0.1) ---------------------------
+
+
+class COCOBState(NamedTuple):
+    k: int
+    x0: np.ndarray
+    theta: np.ndarray  # minus the sum of gradients
+    G: np.ndarray  # sum of |g|
+    L: np.ndarray  # max |g|
+    R: np.ndarray  # the reward
 
 
 @dataclass(frozen=True)
@@ -162,23 +178,32 @@ class cocob:
         check.positive("alpha", self.alpha)
         check.positive("eps", self.eps)  # eps = 0 with a zero gradient gives 0/0
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> COCOBState:
         x0 = np.array(x0, dtype=np.float64)
         z = np.zeros_like(x0)
-        return {"k": 0, "x0": x0, "theta": z, "G": z, "L": z + self.eps, "R": z}
+        return COCOBState(0, x0, z, z, z + self.eps, z)
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        g = _grad(grad, x, state["k"])
-        L = np.maximum(state["L"], np.abs(g))
-        theta = state["theta"] - g
-        G = state["G"] + np.abs(g)
-        R = np.maximum(state["R"] - g * (x - state["x0"]), 0.0)
+    def step(self, state: COCOBState, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state.k)
+        L = np.maximum(state.L, np.abs(g))
+        theta = state.theta - g
+        G = state.G + np.abs(g)
+        R = np.maximum(state.R - g * (x - state.x0), 0.0)
         frac = (R + L) / (np.maximum(G + L, self.alpha * L) * L)
-        new = {**state, "k": state["k"] + 1, "theta": theta, "G": G, "L": L, "R": R}
-        return state["x0"] + frac * theta, new, {"lr": float(np.median(frac))}
+        new = state._replace(k=state.k + 1, theta=theta, G=G, L=L, R=R)
+        return state.x0 + frac * theta, new, {"lr": float(np.median(frac))}
 
 
 # -- D-Adapt Adam (dadaptation 3.2) and Prodigy (prodigyopt 1.1.2) -------------------------
+
+
+class DAdaptAdamState(NamedTuple):
+    k: int
+    d: float
+    N: float  # the numerator
+    s: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -210,31 +235,42 @@ class dadapt_adam:
         check.positive("d0", self.d0)
         check.growth("growth_rate", self.growth_rate)
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> DAdaptAdamState:
         z = np.zeros_like(np.asarray(x0, dtype=np.float64))
-        return {"k": 0, "d": self.d0, "N": 0.0, "s": z, "m": z, "v": z}
+        return DAdaptAdamState(0, self.d0, 0.0, z, z, z)
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        k = state["k"]
+    def step(self, state: DAdaptAdamState, x: np.ndarray, loss: Any, grad: Any):
+        k = state.k
         g = _grad(grad, x, k)
         b1, b2 = self.betas
         sb2 = b2**0.5
         bc = (1 - b2 ** (k + 1)) ** 0.5 / (1 - b1 ** (k + 1)) if self.use_bias_correction else 1
-        d = state["d"]
+        d = state.d
         lam = d * self.lr * bc
-        a = lam * float(g @ (state["s"] / (np.sqrt(state["v"]) + self.eps)))
-        m = b1 * state["m"] + lam * (1 - b1) * g
-        v = b2 * state["v"] + (1 - b2) * g * g
-        s = sb2 * state["s"] + lam * (1 - sb2) * g
-        N = sb2 * state["N"] + (1 - sb2) * a
+        a = lam * float(g @ (state.s / (np.sqrt(state.v) + self.eps)))
+        m = b1 * state.m + lam * (1 - b1) * g
+        v = b2 * state.v + (1 - b2) * g * g
+        s = sb2 * state.s + lam * (1 - sb2) * g
+        N = sb2 * state.N + (1 - sb2) * a
         s_l1 = float(np.sum(np.abs(s)))
         info = {"lr": lam, "d": d}
         if s_l1 == 0:
-            return x, {**state, "m": m, "v": v, "s": s}, info
+            return x, state._replace(m=m, v=v, s=s), info
         if self.lr > 0:
             d = max(d, min(N / ((1 - sb2) * s_l1), d * self.growth_rate))
         x_next = x - m / (np.sqrt(v) + self.eps)
-        return x_next, {"k": k + 1, "d": d, "N": N, "s": s, "m": m, "v": v}, info
+        return x_next, DAdaptAdamState(k + 1, d, N, s, m, v), info
+
+
+class ProdigyState(NamedTuple):
+    k: int
+    d: float
+    d_max: float
+    R: float  # the numerator
+    x0: np.ndarray
+    s: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -276,28 +312,28 @@ class prodigy:
         check.positive("d_coef", self.d_coef)
         check.growth("growth_rate", self.growth_rate)
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> ProdigyState:
         x0 = np.array(x0, dtype=np.float64)
         z = np.zeros_like(x0)
-        return {"k": 0, "d": self.d0, "d_max": self.d0, "R": 0.0, "x0": x0, "s": z, "m": z, "v": z}
+        return ProdigyState(0, self.d0, self.d0, 0.0, x0, z, z, z)
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        k = state["k"]
+    def step(self, state: ProdigyState, x: np.ndarray, loss: Any, grad: Any):
+        k = state.k
         g = _grad(grad, x, k)
         b1, b2 = self.betas
         b3 = b2**0.5 if self.beta3 is None else self.beta3
         bc = (1 - b2 ** (k + 1)) ** 0.5 / (1 - b1 ** (k + 1)) if self.use_bias_correction else 1
-        d, d0 = state["d"], self.d0
+        d, d0 = state.d, self.d0
         lam = d * self.lr * bc
-        R = b3 * state["R"] + (d / d0) * lam * float(g @ (state["x0"] - x))
-        m = b1 * state["m"] + d * (1 - b1) * g
-        v = b2 * state["v"] + d * d * (1 - b2) * g * g
-        s = b3 * state["s"] + (d / d0) * (d if self.safeguard_warmup else lam) * g
+        R = b3 * state.R + (d / d0) * lam * float(g @ (state.x0 - x))
+        m = b1 * state.m + d * (1 - b1) * g
+        v = b2 * state.v + d * d * (1 - b2) * g * g
+        s = b3 * state.s + (d / d0) * (d if self.safeguard_warmup else lam) * g
         s_l1 = float(np.sum(np.abs(s)))
         info = {"lr": lam, "d": d}
         if s_l1 == 0:
-            return x, {**state, "m": m, "v": v, "s": s}, info
-        d_max = state["d_max"]
+            return x, state._replace(m=m, v=v, s=s), info
+        d_max = state.d_max
         if self.lr > 0:
             dhat = self.d_coef * R / s_l1
             if d == d0:
@@ -305,11 +341,20 @@ class prodigy:
             d_max = max(d_max, dhat)
             d = min(d_max, d * self.growth_rate)
         x_next = x - lam * m / (np.sqrt(v) + d * self.eps)
-        new = {**state, "k": k + 1, "d": d, "d_max": d_max, "R": R, "s": s, "m": m, "v": v}
+        new = state._replace(k=k + 1, d=d, d_max=d_max, R=R, s=s, m=m, v=v)
         return x_next, new, info
 
 
 # -- schedule-free (Defazio et al. 2024; schedulefree 1.4.1) --------------------------------
+
+
+class ScheduleFreeState(NamedTuple):
+    k: int
+    z: np.ndarray
+    x: np.ndarray  # the average, where to evaluate
+    lr_max: float
+    weight_sum: float
+    scaling: Any
 
 
 @dataclass(frozen=True)
@@ -323,8 +368,8 @@ class ScheduleFree:
 
     Identity scaling is ``SGDScheduleFreeReference``; the Adam rule without its first
     moment (``sqrt(v/(1-beta2^(k+1))) + eps``) is ``AdamWScheduleFreeReference`` at weight
-    decay 0. The returned iterate is ``y``; the average ``x`` (evaluate there) is in
-    ``state["x"]``."""
+    decay 0. The returned iterate is ``y``; the average ``x`` (evaluate there) is
+    ``state.x``."""
 
     scaling: Any
     lr: float = 1.0
@@ -338,38 +383,24 @@ class ScheduleFree:
         check.non_negative("lr", self.lr)
         check.unit_interval("beta", self.beta)
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> ScheduleFreeState:
         x0 = np.array(x0, dtype=np.float64)
-        return {
-            "k": 0,
-            "z": x0,
-            "x": x0,
-            "lr_max": -1.0,
-            "weight_sum": 0.0,
-            "scaling": self.scaling.init(x0),
-        }
+        return ScheduleFreeState(0, x0, x0, -1.0, 0.0, self.scaling.init(x0))
 
-    def step(self, state: dict, y: np.ndarray, loss: Any, grad: Any):
-        k = state["k"]
+    def step(self, state: ScheduleFreeState, y: np.ndarray, loss: Any, grad: Any):
+        k = state.k
         g = _grad(grad, y, k)
-        alpha, sstate = self.scaling.update(state["scaling"], g, y)
+        alpha, sstate = self.scaling.update(state.scaling, g, y)
         sched = (k + 1) / self.warmup_steps if k < self.warmup_steps else 1.0
         gamma = self.lr * sched
-        lr_max = max(gamma, state["lr_max"])
+        lr_max = max(gamma, state.lr_max)
         weight = (k + 1) ** self.r * lr_max**self.weight_lr_power
-        weight_sum = state["weight_sum"] + weight
+        weight_sum = state.weight_sum + weight
         c = weight / weight_sum if weight_sum > 0 else 0.0
-        z = state["z"] - gamma * g / alpha**2
-        x = (1 - c) * state["x"] + c * z
+        z = state.z - gamma * g / alpha**2
+        x = (1 - c) * state.x + c * z
         y_next = self.beta * x + (1 - self.beta) * z
-        new = {
-            "k": k + 1,
-            "z": z,
-            "x": x,
-            "lr_max": lr_max,
-            "weight_sum": weight_sum,
-            "scaling": sstate,
-        }
+        new = ScheduleFreeState(k + 1, z, x, lr_max, weight_sum, sstate)
         return y_next, new, {"lr": gamma, "alpha": alpha}
 
 
@@ -409,6 +440,16 @@ def schedule_free_adam(
 # -- Mechanic (Cutkosky, Defazio, Mehta 2023; mechanic-pytorch 0.0.1) ----------------------
 
 
+class MechanicState(NamedTuple):
+    k: int
+    ref: np.ndarray  # x_ref, the start
+    base: Any  # the base optimizer's state
+    s: np.ndarray  # one scale per beta
+    m: np.ndarray
+    v: np.ndarray
+    r: np.ndarray
+
+
 @dataclass(frozen=True)
 class mechanic:
     """Mechanic around any base optimizer of this protocol (baselines.md section 10):
@@ -427,35 +468,28 @@ class mechanic:
     eps: float = 1e-8
     name: str = "mechanic"
 
-    def init(self, x0: np.ndarray) -> dict:
+    def init(self, x0: np.ndarray) -> MechanicState:
         x0 = np.array(x0, dtype=np.float64)
         n = len(self.betas)
-        return {
-            "k": 0,
-            "ref": x0,
-            "base": self.base.init(x0),
-            "s": np.zeros(n),
-            "m": np.full(n, 1e-6),
-            "v": np.zeros(n),
-            "r": np.zeros(n),
-        }
+        z = np.zeros(n)
+        return MechanicState(0, x0, self.base.init(x0), z, np.full(n, 1e-6), z, z)
 
-    def step(self, state: dict, x: np.ndarray, loss: Any, grad: Any):
-        g = _grad(grad, x, state["k"])
-        moved, base_state, _ = self.base.step(state["base"], x, loss, g)
+    def step(self, state: MechanicState, x: np.ndarray, loss: Any, grad: Any):
+        g = _grad(grad, x, state.k)
+        moved, base_state, _ = self.base.step(state.base, x, loss, g)
         u = moved - x
-        S = float(np.sum(state["s"]))
-        delta = (x - state["ref"]) / (S + self.eps)
+        S = float(np.sum(state.s))
+        delta = (x - state.ref) / (S + self.eps)
         decay = self.s_decay * moved * S * np.linalg.norm(g) / (np.linalg.norm(moved) + self.eps)
         h = float(delta @ (g + decay))
         delta = delta + u
         b = np.asarray(self.betas)
-        m = np.maximum(b * state["m"], abs(h))
-        v = b**2 * state["v"] + h * h
-        r = np.maximum(b * state["r"] - state["s"] * h, 0.0)
+        m = np.maximum(b * state.m, abs(h))
+        v = b**2 * state.v + h * h
+        r = np.maximum(b * state.r - state.s * h, 0.0)
         s = (m * self.s_init / len(b) + r) / (np.sqrt(v) + self.eps)
-        x_next = state["ref"] + delta * max(float(np.sum(s)), 0.0)
-        new = {**state, "k": state["k"] + 1, "base": base_state, "s": s, "m": m, "v": v, "r": r}
+        x_next = state.ref + delta * max(float(np.sum(s)), 0.0)
+        new = MechanicState(state.k + 1, state.ref, base_state, s, m, v, r)
         return x_next, new, {"lr": float(np.sum(s))}
 
 

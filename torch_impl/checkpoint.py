@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from torch_impl import plan as P
+from torch_impl import plan as plans
 from torch_impl.foreach_rules import FOREACH
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
-RULE_SLOTS = frozenset(k for k in P.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
+RULE_SLOTS = frozenset(k for k in plans.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
 # the state entries shaped as their parameter, whatever the rule
-PARAM_SIZED = frozenset(P.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha", "x0"}
+PARAM_SIZED = frozenset(plans.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha", "x0"}
 
 
 def state_dtype(p: torch.Tensor) -> torch.dtype:

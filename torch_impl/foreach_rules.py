@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from theory import scaling as S
+from theory import scaling as rules
 
 Tensors = list[torch.Tensor]
 
@@ -73,7 +73,7 @@ def _nothing(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> list[
     return [{} for _ in states]
 
 
-def _accumulate(rule: S.adagrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+def _accumulate(rule: rules.adagrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
     return _slots(torch._foreach_addcmul(_v(states), gs, gs))  # v + g^2
 
 
@@ -87,7 +87,7 @@ def _second_moment(rule: Any, c: Correction, states: list[dict], gs: Tensors) ->
     return _slots(_moment(rule, states, gs))
 
 
-def _running_max(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
+def _running_max(rule: rules.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
     v = _moment(rule, states, gs)
     if rule.form == "monotone":
         vmax = torch._foreach_maximum(_v(states, 2), torch._foreach_div(v, c.bc2))  # max after bc
@@ -96,7 +96,7 @@ def _running_max(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors
     return _slots(v, vmax)
 
 
-def _ones(rule: S.identity, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+def _ones(rule: rules.identity, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
     return [torch.ones_like(g) for g in gs]
 
 
@@ -104,13 +104,13 @@ def _root(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
     return _alpha_of(torch._foreach_sqrt(_v(states)), rule.eps)  # sqrt(sqrt(v) + eps)
 
 
-def _adam_root(rule: S.adam, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+def _adam_root(rule: rules.adam, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
     div = torch._foreach_sqrt(_v(states))
     torch._foreach_div_(div, c.root)
     return _alpha_of(div, rule.eps)  # sqrt(sqrt(v) / sqrt(bc2) + eps)
 
 
-def _amsgrad_root(rule: S.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
+def _amsgrad_root(rule: rules.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
     div = torch._foreach_sqrt(_v(states, 2))
     if rule.form == "torch":
         torch._foreach_div_(div, c.root)  # bias correction after the max
@@ -123,11 +123,11 @@ class ForeachRule(NamedTuple):
 
 
 FOREACH: dict[type, ForeachRule] = {
-    S.identity: ForeachRule(_nothing, _ones),
-    S.adagrad: ForeachRule(_accumulate, _root),
-    S.rmsprop: ForeachRule(_second_moment, _root),
-    S.adam: ForeachRule(_second_moment, _adam_root),
-    S.amsgrad: ForeachRule(_running_max, _amsgrad_root),
+    rules.identity: ForeachRule(_nothing, _ones),
+    rules.adagrad: ForeachRule(_accumulate, _root),
+    rules.rmsprop: ForeachRule(_second_moment, _root),
+    rules.adam: ForeachRule(_second_moment, _adam_root),
+    rules.amsgrad: ForeachRule(_running_max, _amsgrad_root),
 }
 
 

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import torch
 
 from theory.transfer import STATISTICS, MetricChange
-from torch_impl import plan as P
+from torch_impl import plan as plans
 from torch_impl.foreach_rules import FOREACH, Correction, correction
 
 F64 = torch.float64
@@ -232,14 +232,14 @@ class Sweep1(NamedTuple):
     """What sweep 2 of a group needs from its sweep 1: the plan, the packs at their step
     counts, the partial <g', s_{k-1}> of each pack, the bias corrections by step count."""
 
-    plan: P.Plan
+    plan: plans.Plan
     packs: list
     sdots: list[torch.Tensor]
     corrections: dict[int, Correction]
 
 
 def _fused_cpu_rule(
-    batches: list, want: Any, add: Callable, plans: dict, state_dtype: Callable, describe
+    batches: list, want: Any, add: Callable, cache: dict, state_dtype: Callable, describe
 ) -> list[Sweep1]:
     """Sweep 1 of every group as compiled kernels (``rule_sweep``): reductions only (the
     state is advanced in sweep 2), <g', s_{k-1}> for D-Adaptation and ||g||^2 (the finite
@@ -250,7 +250,7 @@ def _fused_cpu_rule(
     eager_gsq = "scaled_grad_sq" in want.stats and not with_gsq
     for group, ps, gs, sts in batches:
         rule = group["scaling"]
-        plan = P.planned(plans, group, ps, sts, packs, state_dtype, describe)
+        plan = plans.planned(cache, group, ps, sts, packs, state_dtype, describe)
         groups = []
         for (dtype, has_z, _), pack in plan.layout:
             # (state, views, g as a view like x's, unless g is strided), at the step count the
@@ -262,19 +262,19 @@ def _fused_cpu_rule(
         corrections = {n: tensor_correction(rule, n) for n in counts}  # once per step count
         for (dtype, _, count), pack in groups:
             c_prev, c = corrections[count - 1], corrections[count]
-            grads, rules = [g for _, _, g in pack], [v["rule"] for _, v, _ in pack]
+            grads, states = [g for _, _, g in pack], [v["rule"] for _, v, _ in pack]
             ss = [v["s"] for _, v, _ in pack] if want.keeps_sum else None
             variant = (type(rule), dtype, with_gsq, want.keeps_sum, want.transfer, len(pack))
             run = kernel(rule_sweep, *variant)
             ratios, amax, gsq, sdot, gradsq = run(
-                rule, c_prev, c, grads, rules, ss, with_gsq, want.transfer
+                rule, c_prev, c, grads, states, ss, with_gsq, want.transfer
             )
             add("grad_sq", gradsq)
             if count > 0:  # the tensors have an alpha_{k-1}
                 for key, value in zip(want.transfer, ratios, strict=True):
                     add(key, value)
             if eager_gsq:
-                gsq = scaled_gradient_sq(rule, c, grads, rules)
+                gsq = scaled_gradient_sq(rule, c, grads, states)
             if with_gsq or eager_gsq:
                 add("scaled_grad_sq", gsq)
             if "alpha_max" in want.stats:

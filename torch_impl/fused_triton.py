@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from theory import scaling as S
+from theory import scaling as rules
 from torch_impl.plan import STATE_KEYS
 
 try:
@@ -73,9 +73,9 @@ def available(device: torch.device) -> bool:
 
 def rule_code(rule: Any) -> int | None:
     """The kernels' name for an element-wise built-in rule (None: not one)."""
-    if type(rule) is S.amsgrad:
+    if type(rule) is rules.amsgrad:
         return 4 if rule.form == "monotone" else 5
-    return {S.identity: 0, S.adagrad: 1, S.rmsprop: 2, S.adam: 3}.get(type(rule))
+    return {rules.identity: 0, rules.adagrad: 1, rules.rmsprop: 2, rules.adam: 3}.get(type(rule))
 
 
 class Launch(NamedTuple):
@@ -531,17 +531,17 @@ class Sweep1(NamedTuple):
 
 
 def _fused_cuda_rule(
-    batches: list, want: Any, add: Any, plans: dict, state_dtype: Any, describe: Any
+    batches: list, want: Any, add: Any, cache: dict, state_dtype: Any, describe: Any
 ) -> list[Sweep1]:
     """Sweep 1 of every group as one Triton launch per kind of tensor: reductions only,
     ||g||^2 among them (the finite check). A kernel variant is cheap to build, so ||g'||^2
     is computed only at the steps that read it."""
-    from torch_impl import plan as P
+    from torch_impl import plan as plans
 
     out = []
     for group, ps, gs, sts in batches:
         rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
-        plan = P.planned(plans, group, ps, sts, layout, state_dtype, describe)
+        plan = plans.planned(cache, group, ps, sts, layout, state_dtype, describe)
         gs = laid_out(plan.layout, ps, gs)
         with_gsq = "scaled_grad_sq" in want.stats
         launches = []

@@ -43,12 +43,11 @@ from typing import Any
 import torch
 
 from theory import _validate as check
-from theory import scaling as S
+from theory import scaling as rules
 from theory.stepsize import dadapt, polyak
 from theory.transfer import TRANSFERS
-from torch_impl import checkpoint as C
-from torch_impl import fused, fused_triton, host, multi_tensor
-from torch_impl import plan as P
+from torch_impl import checkpoint, fused, fused_triton, host, multi_tensor
+from torch_impl import plan as plans
 from torch_impl.foreach_rules import FOREACH
 from torch_impl.multi_tensor import Batch, Want, rule_slots, transfer_reductions
 
@@ -69,7 +68,7 @@ def _state_grad(g: torch.Tensor, p: torch.Tensor, name: str) -> torch.Tensor:
         )
     if g.is_complex():
         raise TypeError(f"Complex gradient for {name}")
-    dtype = C.state_dtype(p)
+    dtype = checkpoint.state_dtype(p)
     return g if g.dtype == dtype else g.to(dtype)
 
 
@@ -143,12 +142,12 @@ class ParameterScaled(torch.optim.Optimizer):
             "lr": lr,
             "momentum": momentum,
             "first_moment": first_moment,
-            "scaling": S.by_name(scaling),
+            "scaling": rules.by_name(scaling),
         }
         self.step_rule = step
         self.foreach = foreach
         self.fused = fused
-        self._plans: dict[int, P.Plan] = {}  # fused paths: per group
+        self._plans: dict[int, plans.Plan] = {}  # fused paths: per group
         self.skip_nonfinite = skip_nonfinite
         self._warned_stuck = False
         self.sharded = sharded
@@ -177,7 +176,7 @@ class ParameterScaled(torch.optim.Optimizer):
         group = self.param_groups[gi]
         self._check_values(group)
         group.setdefault("effective_lr", 0.0)  # lam_k * lr of the group's last step
-        group["scaling"] = S.by_name(group["scaling"])
+        group["scaling"] = rules.by_name(group["scaling"])
         device = next((p.device for g in self.param_groups for p in g["params"]), None)
         for pi, p in enumerate(group["params"]):
             if p.is_complex():
@@ -210,9 +209,9 @@ class ParameterScaled(torch.optim.Optimizer):
         if st:
             return st
         rule = self.step_rule
-        x = p.detach().to(C.state_dtype(p))
+        x = p.detach().to(checkpoint.state_dtype(p))
         st.update(rule_slots(group["scaling"].init(x)))
-        if group["momentum"] > 0 or p.dtype in C.LOW_PRECISION:
+        if group["momentum"] > 0 or p.dtype in checkpoint.LOW_PRECISION:
             st["z"] = x.clone()
         if group["first_moment"] > 0:
             st["m"] = torch.zeros_like(x)
@@ -255,7 +254,11 @@ class ParameterScaled(torch.optim.Optimizer):
                 g = p.grad
                 if g is None or p.numel() == 0:  # an empty tensor has nothing to update
                     continue
-                if g.layout is not STRIDED or g.dtype is not p.dtype or p.dtype in C.LOW_PRECISION:
+                if (
+                    g.layout is not STRIDED
+                    or g.dtype is not p.dtype
+                    or p.dtype in checkpoint.LOW_PRECISION
+                ):
                     g = _state_grad(g, p, f"parameter {pi} of group {gi}")
                 ps.append(p)  # the step runs under no_grad: no detach needed
                 gs.append(g)
@@ -284,7 +287,7 @@ class ParameterScaled(torch.optim.Optimizer):
             return multi_tensor.sweep_rule(batches, want, add, self.foreach)
         run = fused_triton._fused_cuda_rule if self._on_triton(batches) else fused._fused_cpu_rule
         describe = self._describe(batches[0][0])
-        return run(batches, want, add, self._plans, C.state_dtype, describe)
+        return run(batches, want, add, self._plans, checkpoint.state_dtype, describe)
 
     def _sweep_move(
         self, batches: list[Batch], sweep1: Any, lams: list[float], rho: float, k: int
@@ -449,10 +452,10 @@ class ParameterScaled(torch.optim.Optimizer):
         """torch's loader, checked first and cast differently (``torch_impl.checkpoint``):
         a checkpoint of another model is refused by name with nothing loaded, and floating
         state is cast to the state dtype."""
-        pairs = C.saved_states(self.param_groups, state_dict)
-        C.check_shapes(pairs)  # every check before anything is loaded
+        pairs = checkpoint.saved_states(self.param_groups, state_dict)
+        checkpoint.check_shapes(pairs)  # every check before anything is loaded
         super().load_state_dict(state_dict)
-        C.cast_loaded(self.state, pairs)
+        checkpoint.cast_loaded(self.state, pairs)
 
 
 def _index(items: list, item: Any) -> int:
