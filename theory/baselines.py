@@ -36,7 +36,7 @@ __all__ = [
     "prodigy",
     "schedule_free_sgd",
     "schedule_free_adam",
-    "ScheduleFree",
+    "schedule_free",
     "mechanic",
     "eg_stepsize",
 ]
@@ -358,7 +358,7 @@ class ScheduleFreeState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class ScheduleFree:
+class schedule_free:
     """Schedule-free averaging around any scaling rule (baselines.md section 9): the
     gradient is taken at ``y``, and
 
@@ -410,9 +410,9 @@ def schedule_free_sgd(
     warmup_steps: int = 0,
     r: float = 0.0,
     weight_lr_power: float = 2.0,
-) -> ScheduleFree:
+) -> schedule_free:
     """``schedulefree.SGDScheduleFree`` (defaults of 1.4.1)."""
-    return ScheduleFree(
+    return schedule_free(
         rules.identity(), lr, momentum, warmup_steps, r, weight_lr_power, "schedule_free_sgd"
     )
 
@@ -424,9 +424,9 @@ def schedule_free_adam(
     warmup_steps: int = 0,
     r: float = 0.0,
     weight_lr_power: float = 2.0,
-) -> ScheduleFree:
+) -> schedule_free:
     """``schedulefree.AdamWScheduleFree`` at weight decay 0 (defaults of 1.4.1)."""
-    return ScheduleFree(
+    return schedule_free(
         rules.adam(betas[1], eps),
         lr,
         betas[0],

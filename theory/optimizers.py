@@ -11,7 +11,7 @@ import math
 from theory import _validate as check
 from theory import scaling as rules
 from theory.baselines import (
-    ScheduleFree,
+    schedule_free,
     cocob,
     dadapt_adam,
     dog,
@@ -51,7 +51,7 @@ __all__ = [
     "eg_stepsize",
     "schedule_free_sgd",
     "schedule_free_adam",
-    "ScheduleFree",
+    "schedule_free",
     "mechanic",
 ]
 

@@ -49,11 +49,11 @@ class MetricChange(NamedTuple):
 
 
 def _masked(ratio: Any, g: Any) -> Any:
-    """``ratio`` where ``g != 0``, +inf elsewhere (so a min ignores those coordinates); a
-    torch tensor's own method, as the compiled kernels call it (array_api_compat's lookup
-    does not trace)."""
-    if hasattr(ratio, "masked_fill"):
-        return ratio.masked_fill(g == 0, math.inf)
+    """``ratio`` (a temporary: overwritten) where ``g != 0``, +inf elsewhere (so a min
+    ignores those coordinates); a torch tensor's own method, as the compiled kernels call
+    it (array_api_compat's lookup does not trace)."""
+    if hasattr(ratio, "masked_fill_"):
+        return ratio.masked_fill_(g == 0, math.inf)
     return np.where(g != 0, ratio, math.inf)
 
 

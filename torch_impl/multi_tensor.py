@@ -212,7 +212,7 @@ def sweep_move(
                 dots.append((lam, dot(u, ss)))  # lam <g', s_{k-1}> (times rho later)
                 if k > 0:
                     torch._foreach_mul_(ss, rho)
-                torch._foreach_add_(ss, torch._foreach_mul(u, lam))  # s += lam g'
+                torch._foreach_add_(ss, u, alpha=lam)  # s += lam g'
                 s_parts.append(torch.stack(torch._foreach_norm(ss)).to(F64).square().sum())
             if b1 > 0:
                 ms = [st["m"] for st in sts]
@@ -221,21 +221,21 @@ def sweep_move(
                 n = [st["scaling.0"] for st in sts] if own_steps else [k + 1] * len(sts)
                 u = torch._foreach_div(ms, [1 - b1**i for i in n])
                 torch._foreach_div_(u, alphas)
-            torch._foreach_div_(u, alphas)  # u = mhat / alpha**2
-            torch._foreach_mul_(u, -lam)
-            apply(group, cp, sts, u)
+            apply(group, cp, sts, u, alphas, lam)  # u / alpha = mhat / alpha**2
     return dots, s_parts
 
 
-def apply(group: dict[str, Any], ps: Tensors, sts: list[dict], step: Tensors) -> None:
-    """z += step; x = beta x + (1 - beta) z (z is the parameter itself when beta = 0
-    and the parameter is full precision)."""
+def apply(
+    group: dict[str, Any], ps: Tensors, sts: list[dict], u: Tensors, alphas: Tensors, lam: float
+) -> None:
+    """z -= lam u / alpha (one pass); x = beta x + (1 - beta) z (z is the parameter itself
+    when beta = 0 and the parameter is full precision)."""
     beta = group["momentum"]
     if "z" not in sts[0]:
-        torch._foreach_add_(list(ps), step)
+        torch._foreach_addcdiv_(list(ps), u, alphas, value=-lam)
         return
     zs = [st["z"] for st in sts]
-    torch._foreach_add_(zs, step)
+    torch._foreach_addcdiv_(zs, u, alphas, value=-lam)
     if beta == 0:
         for p, z in zip(ps, zs, strict=True):
             p.copy_(z)
@@ -250,7 +250,12 @@ def apply(group: dict[str, Any], ps: Tensors, sts: list[dict], step: Tensors) ->
 
 
 def dot(a: Tensors, b: Tensors) -> torch.Tensor:
-    """sum of the inner products of two tensor lists: one foreach product, one concatenation,
-    one reduction (3 kernel launches on CUDA instead of one per tensor)."""
+    """sum of the inner products of two tensor lists: on the CPU one pass per tensor, no
+    temporary; on CUDA one foreach product, one concatenation, one reduction (3 launches
+    instead of one per tensor)."""
+    if not a[0].is_cuda:
+        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)]).to(
+            F64
+        ).sum()
     prods = torch._foreach_mul(a, b)
     return torch.cat([p.reshape(-1) for p in prods]).sum().to(F64)

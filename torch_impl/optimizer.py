@@ -26,6 +26,10 @@ scalar step) is ``host``; checkpoints are ``checkpoint``. A step:
    one is refused the same way;
 4. sweep 2: the state stored, s, the first moment, z and x moved.
 
+Longer than the project's ~400 lines: the class is torch.optim's shape (arguments, their
+checks and messages, state, the step's order, checkpoints' entry points), and its parts
+are already elsewhere.
+
 Conventions (README, "torch_impl"): a group's ``lr`` multiplies the step-size rule's step
 (it is the schedule ``gamma_k``, so ``torch.optim.lr_scheduler`` works unchanged); the
 global estimates are float64 Python floats in ``optimizer.state["global"]``; bfloat16 /
