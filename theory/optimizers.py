@@ -11,7 +11,6 @@ import math
 from theory import _validate as check
 from theory import scaling as rules
 from theory.baselines import (
-    schedule_free,
     cocob,
     dadapt_adam,
     dog,
@@ -20,6 +19,7 @@ from theory.baselines import (
     ldog,
     mechanic,
     prodigy,
+    schedule_free,
     schedule_free_adam,
     schedule_free_sgd,
 )

@@ -254,8 +254,7 @@ def dot(a: Tensors, b: Tensors) -> torch.Tensor:
     temporary; on CUDA one foreach product, one concatenation, one reduction (3 launches
     instead of one per tensor)."""
     if not a[0].is_cuda:
-        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)]).to(
-            F64
-        ).sum()
+        dots = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)]
+        return torch.stack(dots).to(F64).sum()
     prods = torch._foreach_mul(a, b)
     return torch.cat([p.reshape(-1) for p in prods]).sum().to(F64)
