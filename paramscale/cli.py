@@ -186,7 +186,9 @@ def _validate_rule(args: argparse.Namespace) -> int:
     try:
         rule = validate.load_rule(args.rule)
         print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
-        report = validate.validate_rule(rule, iters=args.iters, search_examples=args.examples)
+        report = validate.validate_rule(
+            rule, iters=args.iters, search_examples=args.examples, spec=args.rule
+        )
     except validate.RuleInputError as exc:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2

@@ -88,8 +88,20 @@ def f_star_tol(sol: Any) -> float:
     return 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
 
 
+def rule_named(name: str) -> Any:
+    """A rule of the sweep by name, or a user's rule by its path (``module:attr`` or
+    ``file.py:attr``, as ``paramscale validate-rule`` takes it)."""
+    if name in RULES:
+        return RULES[name]()
+    if ":" in name:
+        from proofs_check.validate import load_rule
+
+        return load_rule(name)
+    raise ValueError(f"Invalid rule: {name!r} (expected one of {tuple(RULES)} or module:attr)")
+
+
 def build_optimizer(case: Case, solution: Any) -> Any:
-    rule = RULES[case.rule]()
+    rule = rule_named(case.rule)
     if case.method == "ps_sps":
         return optimizers.ps_sps(solution.f, c=1.0, scaling=rule, f_star_tol=f_star_tol(solution))
     if case.method == "ps_dadapt_sgd":

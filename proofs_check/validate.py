@@ -257,10 +257,14 @@ def _torch_check(rule: Any, iters: int = 40) -> Check:
     return Check("NumPy / torch agreement", dev <= 1e-10, f"max relative deviation {dev:.1e}")
 
 
-def validate_rule(rule: Any, iters: int = 150, search_examples: int = 100) -> RuleReport:
-    """Run every check on ``rule``; see the module docstring."""
+def validate_rule(
+    rule: Any, iters: int = 150, search_examples: int = 100, spec: str | None = None
+) -> RuleReport:
+    """Run every check on ``rule``; see the module docstring. ``spec``: where the rule was
+    loaded from (``module:attr``): the counterexample's reproduce command names it, so that
+    ``paramscale check --case`` can load it again."""
     _check_interface(rule)
-    name = f"user:{rule.name}"
+    name = spec or f"user:{rule.name}"
     report = RuleReport(rule.name)
     report.checks += _rule_checks(rule, iters)
     if any(c.ok is False for c in report.checks[:1]):

@@ -80,3 +80,18 @@ def test_cli_report_and_exit_status(tmp_path):
 def test_bad_input_exits_two_with_a_clear_message(spec, message, capsys):
     assert main(["validate-rule", spec]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_printed_reproduce_command_runs(tmp_path, capsys, monkeypatch):
+    """validate-rule prints the counterexample's ``paramscale check --case`` command; that
+    command loads the user's rule again from its path and re-runs the failing case."""
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    spec = "tests/planted_rules.py:adam_claimed_monotone"
+    argv = ["validate-rule", spec, "--out", str(tmp_path), "--iters", "60", "--examples", "20"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    command = next(line for line in out.splitlines() if "reproduce: paramscale check" in line)
+    case = command.split("--case ", 1)[1].strip().strip("'")
+    assert spec in case
+    assert main(["check", "--case", case]) == 1  # the theorem fails again: exit status 1
+    assert '"holds": false' in capsys.readouterr().out
