@@ -33,7 +33,7 @@ METHOD_COLOURS = {
     "dadapt_sgd": PALETTE[3],
     "ps_dadapt_sgd[amsgrad]": PALETTE[2],
     "ps_dadapt_sgd[adam]": PALETTE[4],
-    "ps_dadapt_sgd[adam,shrink]": PALETTE[7],
+    "ps_dadapt_sgd[adam,literal]": PALETTE[7],
     "ps_dadapt_sgd[adam,naive]": PALETTE[6],
 }
 Rows = list[dict[str, Any]]
@@ -217,7 +217,9 @@ def learning_rate_data(problems: list[Any], iters: int) -> Rows:
             "ps_sps[adam]": optimizers.ps_sps(sol.f, scaling=rules.adam(), f_star_tol=tol),
             "dadapt_sgd": optimizers.dadapt_sgd(momentum=0.9),
             "ps_dadapt_sgd[adam]": optimizers.ps_dadapt_sgd(),
-            "ps_dadapt_sgd[adam,shrink]": optimizers.ps_dadapt_sgd(transfer="shrink"),
+            "ps_dadapt_sgd[adam,literal]": optimizers.ps_dadapt_sgd(
+                transfer="max", normaliser="max_alpha"
+            ),
         }
         for name, opt in methods.items():
             with np.errstate(all="ignore"):

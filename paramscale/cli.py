@@ -17,7 +17,13 @@ from pathlib import Path
 def _compare(args: argparse.Namespace) -> int:
     from paramscale import compare
 
-    methods = list(compare.METHODS) if not args.methods else args.methods.split(",")
+    from paramscale.train.methods import split_specs
+
+    try:
+        methods = split_specs(args.methods) if args.methods else list(compare.METHODS)
+    except ValueError as exc:
+        print(f"paramscale compare: {exc}", file=sys.stderr)
+        return 2
     unknown = [m for m in methods if m not in compare.METHODS]
     if unknown:
         print(
@@ -30,10 +36,13 @@ def _compare(args: argparse.Namespace) -> int:
         compare.default_problems(args.quick), methods, args.iters, not args.no_progress
     )
     print(
-        f"min_k f(x_k) - f* after {args.iters} steps (f* certified by two solvers; "
-        "<=a: below the certified accuracy a of f*; div@k: diverged at step k)"
+        f"min_k f(x_k) - f* after {args.iters} steps, f* certified by two solvers\n"
+        "(<=a: below the certified accuracy a of f*; div@k or d: diverged at step k)"
     )
-    print(compare.format_table(results, methods))
+    if args.wide:
+        print(compare.format_wide(results, methods))
+    else:
+        print(compare.format_table(results, methods))
     if args.csv:
         compare.write_csv(results, Path(args.csv))
         print(f"wrote {args.csv}")
@@ -315,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="", help="comma-separated subset of methods")
     p.add_argument("--quick", action="store_true", help="synthetic problems only")
     p.add_argument("--csv", default="", help="also write the results to this CSV file")
+    p.add_argument(
+        "--wide", action="store_true", help="every gap: a column per method (wider than 120)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no per-problem progress lines")
     p.set_defaults(func=_compare)
 

@@ -60,7 +60,9 @@ METHODS: dict[str, MethodFactory] = {
     "dadapt_sgd": lambda p, s, K: optimizers.dadapt_sgd(),
     "ps_dadapt_sgd[adam]": lambda p, s, K: optimizers.ps_dadapt_sgd(scaling=rules.adam()),
     "ps_dadapt_sgd[amsgrad]": lambda p, s, K: optimizers.ps_dadapt_sgd(scaling=rules.amsgrad()),
-    "ps_dadapt_sgd[adam,shrink]": lambda p, s, K: optimizers.ps_dadapt_sgd(transfer="shrink"),
+    "ps_dadapt_sgd[adam,literal]": lambda p, s, K: optimizers.ps_dadapt_sgd(
+        transfer="max", normaliser="max_alpha"
+    ),  # docs/spec.md 3.3-3.4: the literal reading of the paper
     "dog": lambda p, s, K: optimizers.dog(),
     "ldog": lambda p, s, K: optimizers.ldog(blocks=_halves(p.n)),
     "cocob": lambda p, s, K: optimizers.cocob(),
@@ -83,18 +85,20 @@ class Result:
     final_gap: float  # f(x_K) - f*
     diverged_at: int | None
     accuracy: float  # certified accuracy of f*: gaps below it are not resolved
+    start_gap: float  # f(x_0) - f*
 
 
 def run_one(problem: Problem, sol: Solution, method: str, iters: int) -> Result:
     opt = METHODS[method](problem, sol, iters)
     acc = _sps_tol(sol)
+    start = float(problem.f(problem.x0) - sol.f)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is a result
         traj = theory.run(opt, problem, iters=iters, stop_on_nonfinite=True)
     if "stopped_at" in traj.info:
         step = int(traj.info["stopped_at"][0])
-        return Result(problem.name, method, math.inf, math.inf, step, acc)
+        return Result(problem.name, method, math.inf, math.inf, step, acc, start)
     h = traj.f - sol.f
-    return Result(problem.name, method, float(np.min(h)), float(h[-1]), None, acc)
+    return Result(problem.name, method, float(np.min(h)), float(h[-1]), None, acc, start)
 
 
 def compare(
@@ -115,17 +119,67 @@ def _cell(r: Result) -> str:
     return f"<={r.accuracy:.0e}" if r.best_gap <= r.accuracy else f"{r.best_gap:.1e}"
 
 
-def format_table(results: list[Result], methods: list[str]) -> str:
+def _by_problem(results: list[Result]) -> dict[str, dict[str, Result]]:
     rows: dict[str, dict[str, Result]] = {}
     for r in results:
         rows.setdefault(r.problem, {})[r.method] = r
+    return rows
+
+
+def ranks(by_method: dict[str, Result]) -> dict[str, int]:
+    """Each method's rank on one problem by min f - f* (1: best); gaps below the certified
+    accuracy of f* are ties; a diverged run ranks last."""
+
+    def key(r: Result) -> float:
+        return math.inf if r.diverged_at is not None else max(r.best_gap, r.accuracy)
+
+    keys = {m: key(r) for m, r in by_method.items()}
+    return {m: 1 + sum(other < mine for other in keys.values()) for m, mine in keys.items()}
+
+
+def format_table(results: list[Result], methods: list[str], per_row: int = 20) -> str:
+    """The default table, at most 120 columns: a row per method, its rank on each problem
+    (P1, P2, ...: 1 is the best min f - f*, ``d`` a diverged run) and its mean rank; then
+    the problems with f(x0) - f* and the best method's gap (``format_wide`` for every gap)."""
+    rows = _by_problem(results)
+    problems = list(rows)
+    rank = {p: ranks(rows[p]) for p in problems}
+    name_w = max(len(m) for m in methods) + 1
+    lines = []
+    for start in range(0, len(problems), per_row):
+        block = problems[start : start + per_row]
+        head = "method".ljust(name_w) + "".join(f"P{start + i + 1:<3}" for i in range(len(block)))
+        last = start + per_row >= len(problems)
+        head += " mean rank" if last else ""
+        lines += [head, "-" * len(head)]
+        for m in methods:
+            cells = "".join(
+                f"{'d' if rows[p][m].diverged_at is not None else rank[p][m]:<4}" for p in block
+            )
+            mean = sum(rank[p][m] for p in problems) / len(problems)
+            lines.append(m.ljust(name_w) + cells + (f" {mean:9.1f}" if last else ""))
+        lines.append("")
+    lines.append(f"{'':4}{'problem':<44} {'f(x0) - f*':>10}  best method (min f - f*)")
+    for i, p in enumerate(problems, start=1):
+        best = min(methods, key=lambda m: (rank[p][m], m))
+        r = rows[p][best]
+        lines.append(f"P{i:<3}{p[:44]:<44} {r.start_gap:10.2e}  {best} ({_cell(r)})")
+    return "\n".join(lines)
+
+
+def format_wide(results: list[Result], methods: list[str]) -> str:
+    """Every gap: a row per problem, f(x0) - f*, then min f - f* per method."""
+    rows = _by_problem(results)
     width = max(len(p) for p in rows) + 1
     cols = [max(len(m), 9) for m in methods]
-    head = "problem".ljust(width) + " ".join(m.rjust(c) for m, c in zip(methods, cols, strict=True))
+    head = "problem".ljust(width) + f"{'f(x0)-f*':>9} " + " ".join(
+        m.rjust(c) for m, c in zip(methods, cols, strict=True)
+    )
     lines = [head, "-" * len(head)]
     for name, by_method in rows.items():
+        start = next(iter(by_method.values())).start_gap
         cells = " ".join(_cell(by_method[m]).rjust(c) for m, c in zip(methods, cols, strict=True))
-        lines.append(name.ljust(width) + cells)
+        lines.append(name.ljust(width) + f"{start:9.1e} " + cells)
     return "\n".join(lines)
 
 
@@ -133,9 +187,15 @@ def write_csv(results: list[Result], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["problem", "method", "best_gap", "final_gap", "diverged_at", "accuracy"])
-        for r in results:
-            w.writerow([r.problem, r.method, r.best_gap, r.final_gap, r.diverged_at, r.accuracy])
+        w.writerow(
+            ["problem", "method", "best_gap", "final_gap", "diverged_at", "accuracy", "start_gap",
+             "rank"]
+        )  # fmt: skip
+        for name, by_method in _by_problem(results).items():
+            rank = ranks(by_method)
+            for r in by_method.values():
+                w.writerow([r.problem, r.method, r.best_gap, r.final_gap, r.diverged_at,
+                            r.accuracy, r.start_gap, rank[r.method]])  # fmt: skip
 
 
 def default_problems(quick: bool = False) -> list[Problem]:

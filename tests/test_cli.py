@@ -41,3 +41,21 @@ def test_bad_arguments_exit_two(capsys):
     assert main(["compare", "--iters", "0"]) == 2
     assert main(["bench", "--sizes", "ten"]) == 2
     assert main(["bench", "--rounds", "0"]) == 2
+
+
+def test_compare_table_fits_120_columns_with_ranks_and_start_gaps(capsys, tmp_path):
+    """Method specs split at top-level commas only; the default table shows each method's
+    rank per problem and each problem's f(x0) - f*, within 120 columns; --wide every gap."""
+    methods = "sps,ps_dadapt_sgd[adam,literal],ps_dadapt_sgd[adam]"
+    argv = ["compare", "--quick", "--iters", "40", "--no-progress", "--methods", methods]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 120
+    assert "mean rank" in out and "f(x0) - f*" in out and "ps_dadapt_sgd[adam,literal]" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("sps ", "ps_"))]
+    for problem in range(1, 16):  # each problem's ranks are 1.. among the three methods
+        assert sorted(int(r[problem]) for r in rows if r[problem] != "d")[0] == 1
+    assert main([*argv, "--wide"]) == 0
+    assert "f(x0)-f*" in capsys.readouterr().out
+    assert main(["compare", "--methods", "ps_sps[adam"]) == 2
+    assert "'[' without ']'" in capsys.readouterr().err
