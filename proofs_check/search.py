@@ -60,7 +60,7 @@ class SearchCase:
 def evaluate(case: SearchCase, make_optimizer=build_optimizer) -> Result | None:
     """Run one case; None when the claim does not apply to it."""
     problem = synthetic.from_params(case.family, case.params)
-    problem = _with_x0(problem, np.asarray(case.x0, dtype=np.float64))
+    problem = problem.with_start(case.x0)
     sol = problem.solve()
     opt = make_optimizer(Case(problem, case.method, case.rule, case.iters), sol)
     with np.errstate(all="ignore"):
@@ -70,12 +70,6 @@ def evaluate(case: SearchCase, make_optimizer=build_optimizer) -> Result | None:
         return None
     with np.errstate(all="ignore"):
         return claim.evaluate(traj, problem, sol)
-
-
-def _with_x0(problem: Any, x0: np.ndarray) -> Any:
-    from dataclasses import replace
-
-    return replace(problem, x0=x0)
 
 
 @st.composite

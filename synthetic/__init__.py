@@ -1,5 +1,6 @@
 """Convex Lipschitz problems with certified exact solutions (SPEC section 5)."""
 
+from synthetic.data import from_data
 from synthetic.families import (
     breast_cancer_hinge,
     diabetes_lad,
@@ -32,6 +33,7 @@ __all__ = [
     "diabetes_lad",
     "breast_cancer_hinge",
     "from_params",
+    "from_data",
 ]
 
 

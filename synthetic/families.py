@@ -19,7 +19,7 @@ def _design(rng: np.random.Generator, m: int, n: int, scale: float) -> np.ndarra
     return A * np.exp(scale * rng.standard_normal(n)) if scale > 0 else A
 
 
-def _mean_abs_bound(A: np.ndarray) -> tuple[float, float]:
+def mean_abs_bound(A: np.ndarray) -> tuple[float, float]:
     """Bounds of ||(1/m) A^T s|| over |s_i| <= 1: full (min of the spectral bound
     ||A||_2/sqrt(m) and the mean row norm) and per-sample (max row norm)."""
     rows = np.linalg.norm(A, axis=1)
@@ -261,7 +261,7 @@ class NesterovWorst(Problem):
 DERIVED = ("gamma", "mu", "lam")  # parameters computed from the others: kept out of names
 
 
-def _make(
+def make(
     cls: type[Problem],
     family: str,
     params: dict[str, Any],
@@ -299,7 +299,7 @@ def lad(m: int = 60, n: int = 8, scale: float = 0.0, *, seed: int = 0) -> Proble
     A = _design(rng, m, n, scale)
     b = A @ rng.standard_normal(n) + rng.laplace(size=m)
     params = {"m": m, "n": n, "scale": float(scale), "seed": seed}
-    return _make(LAD, "lad", params, {"A": A, "b": b}, n, _mean_abs_bound(A), m)
+    return make(LAD, "lad", params, {"A": A, "b": b}, n, mean_abs_bound(A), m)
 
 
 def hinge(
@@ -313,11 +313,11 @@ def hinge(
     A = _design(rng, m, n, scale)
     y = np.sign(A @ rng.standard_normal(n) + 0.5 * np.std(A @ np.ones(n)) * rng.standard_normal(m))
     y[y == 0] = 1.0
-    full, sample = _mean_abs_bound(A)
+    full, sample = mean_abs_bound(A)
     params = {"m": m, "n": n, "scale": float(scale), "l1": float(l1), "seed": seed}
     family = "hinge_l1" if l1 > 0 else "hinge"
     bound = (full + l1 * np.sqrt(n), sample + l1 * np.sqrt(n))
-    return _make(Hinge, family, params, {"A": A, "y": y}, n, bound, m)
+    return make(Hinge, family, params, {"A": A, "y": y}, n, bound, m)
 
 
 def max_affine(k: int = 30, n: int = 8, scale: float = 0.0, *, seed: int = 0) -> Problem:
@@ -330,7 +330,7 @@ def max_affine(k: int = 30, n: int = 8, scale: float = 0.0, *, seed: int = 0) ->
     b = rng.standard_normal(k)
     L = float(np.max(np.linalg.norm(A, axis=1)))
     params = {"k": k, "n": n, "scale": float(scale), "seed": seed}
-    return _make(MaxAffine, "max_affine", params, {"A": A, "b": b}, n, (L, L), 1)
+    return make(MaxAffine, "max_affine", params, {"A": A, "b": b}, n, (L, L), 1)
 
 
 def huber(
@@ -343,9 +343,9 @@ def huber(
     rng = np.random.default_rng([seed, 4])
     A = _design(rng, m, n, scale)
     b = A @ rng.standard_normal(n) + rng.standard_t(2, size=m)
-    full, sample = _mean_abs_bound(A)
+    full, sample = mean_abs_bound(A)
     params = {"m": m, "n": n, "scale": float(scale), "delta": float(delta), "seed": seed}
-    return _make(Huber, "huber", params, {"A": A, "b": b}, n, (delta * full, delta * sample), m)
+    return make(Huber, "huber", params, {"A": A, "b": b}, n, (delta * full, delta * sample), m)
 
 
 def logistic(m: int = 80, n: int = 6, scale: float = 0.0, *, seed: int = 0) -> Problem:
@@ -362,7 +362,7 @@ def logistic(m: int = 80, n: int = 6, scale: float = 0.0, *, seed: int = 0) -> P
     y[y == 0] = 1.0
     y[n : 2 * n] = -y[:n]
     params = {"m": m, "n": n, "scale": float(scale), "seed": seed}
-    return _make(Logistic, "logistic", params, {"A": A, "y": y}, n, _mean_abs_bound(A), m)
+    return make(Logistic, "logistic", params, {"A": A, "y": y}, n, mean_abs_bound(A), m)
 
 
 def l1_ball(n: int = 8, r: float = 1.0, scale: float = 0.0, *, seed: int = 0) -> Problem:
@@ -376,7 +376,7 @@ def l1_ball(n: int = 8, r: float = 1.0, scale: float = 0.0, *, seed: int = 0) ->
     lam = 2.0 * float(np.max(np.abs(c) / w)) + 1.0  # exact penalty: lam > max|c_j|/w_j
     L = float(np.linalg.norm(c) + lam * np.linalg.norm(w))
     params = {"n": n, "r": float(r), "scale": float(scale), "lam": lam, "seed": seed}
-    return _make(L1Ball, "l1_ball", params, {"c": c, "w": w}, n, (L, L), 1)
+    return make(L1Ball, "l1_ball", params, {"c": c, "w": w}, n, (L, L), 1)
 
 
 def nesterov_worst(
@@ -402,7 +402,7 @@ def nesterov_worst(
         "seed": seed,
     }
     L = float(gamma + mu * 2 * R)
-    return _make(NesterovWorst, "nesterov_worst", params, {}, n, (L, L), 1, lipschitz_radius=2 * R)
+    return make(NesterovWorst, "nesterov_worst", params, {}, n, (L, L), 1, lipschitz_radius=2 * R)
 
 
 def diabetes_lad() -> Problem:
@@ -412,7 +412,7 @@ def diabetes_lad() -> Problem:
     X, t = load_diabetes(return_X_y=True)
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     params = {"m": A.shape[0], "n": A.shape[1], "dataset": "diabetes"}
-    return _make(LAD, "lad", params, {"A": A, "b": t}, A.shape[1], _mean_abs_bound(A), A.shape[0])
+    return make(LAD, "lad", params, {"A": A, "b": t}, A.shape[1], mean_abs_bound(A), A.shape[0])
 
 
 def breast_cancer_hinge() -> Problem:
@@ -424,8 +424,8 @@ def breast_cancer_hinge() -> Problem:
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     y = np.where(t > 0, 1.0, -1.0)
     params = {"m": A.shape[0], "n": A.shape[1], "l1": 0.0, "dataset": "breast_cancer"}
-    return _make(
-        Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], _mean_abs_bound(A), A.shape[0]
+    return make(
+        Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], mean_abs_bound(A), A.shape[0]
     )
 
 
@@ -433,6 +433,11 @@ def from_params(family: str, params: dict[str, Any]) -> Problem:
     """Rebuild a problem from its ``family`` and ``params`` (e.g. a printed counterexample)."""
     import inspect
 
+    if str(params.get("dataset", "")).startswith("user:"):
+        raise ValueError(
+            f"Invalid params: {params!r} (a problem made by synthetic.from_data cannot be "
+            "rebuilt from its parameters: pass its data again)"
+        )
     if params.get("dataset") == "diabetes":
         return diabetes_lad()
     if params.get("dataset") == "breast_cancer":

@@ -82,5 +82,11 @@ class Problem:
         (SPEC section 1): ``min ||a*(x0 - y)|| s.t. f(y) <= f* + tol``."""
         return nearest_solution(self, np.asarray(x0, dtype=np.float64), a, tol)[0]
 
+    def with_start(self, x0: np.ndarray) -> Problem:
+        """The same problem from another start (the solution does not depend on it)."""
+        from dataclasses import replace
+
+        return replace(self, x0=np.asarray(x0, dtype=np.float64))
+
     def __repr__(self) -> str:
         return f"Problem({self.name!r}, n={self.n}, m={self.m})"
