@@ -16,7 +16,6 @@ from pathlib import Path
 
 def _compare(args: argparse.Namespace) -> int:
     from paramscale import compare
-
     from paramscale.train.methods import split_specs
 
     try:

@@ -191,7 +191,7 @@ def write_csv(results: list[Result], path: Path) -> None:
             ["problem", "method", "best_gap", "final_gap", "diverged_at", "accuracy", "start_gap",
              "rank"]
         )  # fmt: skip
-        for name, by_method in _by_problem(results).items():
+        for by_method in _by_problem(results).values():
             rank = ranks(by_method)
             for r in by_method.values():
                 w.writerow([r.problem, r.method, r.best_gap, r.final_gap, r.diverged_at,
