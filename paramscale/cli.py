@@ -7,33 +7,55 @@ nothing else lives here."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+
+def _user_inputs(args: argparse.Namespace) -> tuple[list | None, dict[str, Any]]:
+    """The problems of ``--problem`` (None: the default ones) and the rules of ``--rule``
+    (by their paths), loaded; RuleInputError names what is wrong."""
+    from proofs_check import validate
+
+    problems = [p for spec in args.problem for p in validate.load_problems(spec)]
+    rules = {spec: validate.load_rule(spec) for spec in args.rule}
+    for rule in rules.values():
+        validate.check_interface(rule)
+    return problems or None, rules
 
 
 def _compare(args: argparse.Namespace) -> int:
     from paramscale import compare
     from paramscale.train.methods import split_specs
+    from proofs_check.validate import RuleInputError
 
     try:
+        problems, user_rules = _user_inputs(args)
         methods = split_specs(args.methods) if args.methods else list(compare.METHODS)
-    except ValueError as exc:
+    except (ValueError, RuleInputError) as exc:
         print(f"paramscale compare: {exc}", file=sys.stderr)
         return 2
-    unknown = [m for m in methods if m not in compare.METHODS]
+    factories = dict(compare.METHODS)
+    for rule in user_rules.values():
+        added = compare.with_rule(rule)
+        factories |= added
+        methods += [m for m in added if m not in methods]
+    unknown = [m for m in methods if m not in factories]
     if unknown:
         print(
-            f"paramscale compare: unknown method(s) {unknown}; known: {list(compare.METHODS)}",
+            f"paramscale compare: unknown method(s) {unknown}; known: {list(factories)}",
             file=sys.stderr,
         )
         return 2
     t0 = time.perf_counter()
     results = compare.compare(
-        compare.default_problems(args.quick), methods, args.iters, not args.no_progress
-    )
+        problems or compare.default_problems(args.quick), methods, args.iters,
+        not args.no_progress, factories,
+    )  # fmt: skip
     print(
         f"min_k f(x_k) - f* after {args.iters} steps, f* certified by two solvers\n"
         "(<=a: below the certified accuracy a of f*; div@k or d: diverged at step k)"
@@ -50,7 +72,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from proofs_check import CLAIMS, runner, search
+    from proofs_check import CLAIMS, runner, search, validate
 
     if args.case:
         try:
@@ -89,13 +111,21 @@ def _check(args: argparse.Namespace) -> int:
         )
         return 2
     t0 = time.perf_counter()
-    problems = runner.default_problems(args.quick)
+    try:
+        user_problems, user_rules = _user_inputs(args)
+    except validate.RuleInputError as exc:
+        print(f"paramscale check: {exc}", file=sys.stderr)
+        return 2
+    problems = user_problems or runner.default_problems(args.quick)
     print(
         f"checking {len(claims)} claims on {len(problems)} problems x {len(runner.RULES)} rules, "
         f"{args.iters} steps per run",
         file=sys.stderr,
     )
-    records = runner.sweep(problems, args.iters, claims, progress=not args.no_progress)
+    with contextlib.ExitStack() as stack:
+        for spec, rule in user_rules.items():
+            stack.enter_context(runner.extra_rule(spec, lambda rule=rule: rule))
+        records = runner.sweep(problems, args.iters, claims, progress=not args.no_progress)
     rows = runner.summarize(records)
     print(runner.format_table(rows))
     failures = runner.theorem_failures(records)
@@ -193,10 +223,12 @@ def _validate_rule(args: argparse.Namespace) -> int:
 
     try:
         rule = validate.load_rule(args.rule)
+        problems = [p for spec in args.problem for p in validate.load_problems(spec)] or None
         print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
         report = validate.validate_rule(
-            rule, iters=args.iters, search_examples=args.examples, spec=args.rule
-        )
+            rule, iters=args.iters, search_examples=args.examples, spec=args.rule,
+            problems=problems,
+        )  # fmt: skip
     except validate.RuleInputError as exc:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2
@@ -326,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wide", action="store_true", help="every gap: a column per method (wider than 120)"
     )
+    p.add_argument(
+        "--problem", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
+        "a function returning them (e.g. via synthetic.from_data); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--rule", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's scaling rule (module:attr or file.py:attr), run as PS-SPS and "
+        "PS-DA-SGD beside the others; repeatable",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no per-problem progress lines")
     p.set_defaults(func=_compare)
 
@@ -349,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="search for a counterexample to CLAIM with hypothesis instead",
     )
     c.add_argument("--examples", type=int, default=200, help="examples for --search")
+    c.add_argument(
+        "--problem", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
+        "a function returning them (e.g. via synthetic.from_data); repeatable",
+    )  # fmt: skip
+    c.add_argument(
+        "--rule", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's scaling rule (module:attr or file.py:attr), run as PS-SPS and "
+        "PS-DA-SGD beside the others; repeatable",
+    )  # fmt: skip
     c.add_argument("--case", default="", metavar="JSON", help="re-run one case printed by --search")
     c.set_defaults(func=_check)
 
@@ -412,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="reports/validate-rule", help="report folder")
     v.add_argument("--iters", type=int, default=150, help="steps per run (default 150)")
     v.add_argument("--examples", type=int, default=100, help="counterexample-search examples")
+    v.add_argument(
+        "--problem", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
+        "a function returning them (e.g. via synthetic.from_data); repeatable",
+    )  # fmt: skip
     v.add_argument(
         "--train",
         action="store_true",

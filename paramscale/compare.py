@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,8 +89,20 @@ class Result:
     start_gap: float  # f(x_0) - f*
 
 
-def run_one(problem: Problem, sol: Solution, method: str, iters: int) -> Result:
-    opt = METHODS[method](problem, sol, iters)
+def with_rule(rule: Any) -> dict[str, MethodFactory]:
+    """PS-SPS and PS-DA-SGD on a user's scaling rule, as methods of the table."""
+    return {
+        f"ps_sps[{rule.name}]": lambda p, s, K: optimizers.ps_sps(
+            s.f, scaling=rule, f_star_tol=_sps_tol(s)
+        ),
+        f"ps_dadapt_sgd[{rule.name}]": lambda p, s, K: optimizers.ps_dadapt_sgd(scaling=rule),
+    }
+
+
+def run_one(
+    problem: Problem, sol: Solution, method: str, iters: int, methods: dict | None = None
+) -> Result:
+    opt = (methods or METHODS)[method](problem, sol, iters)
     acc = _sps_tol(sol)
     start = float(problem.f(problem.x0) - sol.f)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is a result
@@ -102,14 +115,19 @@ def run_one(problem: Problem, sol: Solution, method: str, iters: int) -> Result:
 
 
 def compare(
-    problems: list[Problem], methods: list[str], iters: int, progress: bool = True
+    problems: list[Problem],
+    methods: list[str],
+    iters: int,
+    progress: bool = True,
+    factories: dict[str, MethodFactory] | None = None,
 ) -> list[Result]:
+    """Every method (by name, from ``factories``, default ``METHODS``) on every problem."""
     results = []
     for i, p in enumerate(problems):
         sol = p.solve()
         if progress:
             print(f"[{i + 1}/{len(problems)}] {p.name}", file=sys.stderr, flush=True)
-        results += [run_one(p, sol, m, iters) for m in methods]
+        results += [run_one(p, sol, m, iters, factories) for m in methods]
     return results
 
 
@@ -159,11 +177,12 @@ def format_table(results: list[Result], methods: list[str], per_row: int = 20) -
             mean = sum(rank[p][m] for p in problems) / len(problems)
             lines.append(m.ljust(name_w) + cells + (f" {mean:9.1f}" if last else ""))
         lines.append("")
-    lines.append(f"{'':4}{'problem':<44} {'f(x0) - f*':>10}  best method (min f - f*)")
+    w = min(max(len(p) for p in problems), 56)
+    lines.append(f"{'':4}{'problem':<{w}} {'f(x0) - f*':>10}  best method (min f - f*)")
     for i, p in enumerate(problems, start=1):
         best = min(methods, key=lambda m: (rank[p][m], m))
         r = rows[p][best]
-        lines.append(f"P{i:<3}{p[:44]:<44} {r.start_gap:10.2e}  {best} ({_cell(r)})")
+        lines.append(f"P{i:<3}{p[:w]:<{w}} {r.start_gap:10.2e}  {best} ({_cell(r)})")
     return "\n".join(lines)
 
 

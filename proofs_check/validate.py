@@ -81,8 +81,35 @@ class RuleReport:
 def load_rule(spec: str) -> Any:
     """``module:attr`` or ``path/to/file.py:attr``; a class is instantiated with no
     arguments. Raises RuleInputError with a clear message."""
+    return _load(spec, "rule")
+
+
+def load_problems(spec: str) -> list[Any]:
+    """A user's problems from ``module:attr`` or ``file.py:attr``: a ``synthetic.Problem``,
+    a list of them, or a function returning either (called with no arguments; e.g. one
+    that calls ``synthetic.from_data``). Raises RuleInputError naming what it got."""
+    from synthetic import Problem
+
+    obj = _load(spec, "problem")
+    if callable(obj) and not isinstance(obj, Problem):
+        try:
+            obj = obj()
+        except Exception as exc:  # the user's code: reported as such
+            raise RuleInputError(f"{spec!r} raised {type(exc).__name__}: {exc}") from exc
+    problems = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    bad = [p for p in problems if not isinstance(p, Problem)]
+    if not problems or bad:
+        raise RuleInputError(
+            f"Invalid problem {spec!r}: got {bad[0] if bad else 'nothing'!r} (expected a "
+            "synthetic.Problem, a list of them, or a function returning them, e.g. via "
+            "synthetic.from_data)"
+        )
+    return problems
+
+
+def _load(spec: str, what: str) -> Any:
     if ":" not in spec:
-        raise RuleInputError(f"Invalid rule {spec!r}: expected 'module:attr' or 'file.py:attr'")
+        raise RuleInputError(f"Invalid {what} {spec!r}: expected 'module:attr' or 'file.py:attr'")
     mod_name, attr = spec.rsplit(":", 1)
     try:
         if mod_name.endswith(".py"):
@@ -99,10 +126,11 @@ def load_rule(spec: str) -> Any:
     if not hasattr(module, attr):
         raise RuleInputError(f"Module {mod_name!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
-    return obj() if isinstance(obj, type) else obj
+    return obj() if isinstance(obj, type) and what == "rule" else obj
 
 
-def _check_interface(rule: Any) -> None:
+def check_interface(rule: Any) -> None:
+    """A rule has the interface and gives alpha of the gradient's shape, else RuleInputError."""
     if not isinstance(rule, rules.ScalingRule):
         raise RuleInputError(
             f"{rule!r} is not a scaling rule (expected attributes name and monotone, and "
@@ -258,12 +286,17 @@ def _torch_check(rule: Any, iters: int = 40) -> Check:
 
 
 def validate_rule(
-    rule: Any, iters: int = 150, search_examples: int = 100, spec: str | None = None
+    rule: Any,
+    iters: int = 150,
+    search_examples: int = 100,
+    spec: str | None = None,
+    problems: list[Any] | None = None,
 ) -> RuleReport:
     """Run every check on ``rule``; see the module docstring. ``spec``: where the rule was
     loaded from (``module:attr``): the counterexample's reproduce command names it, so that
-    ``paramscale check --case`` can load it again."""
-    _check_interface(rule)
+    ``paramscale check --case`` can load it again. ``problems``: the claims' problems
+    (default: the quick suite)."""
+    check_interface(rule)
     name = spec or f"user:{rule.name}"
     report = RuleReport(rule.name)
     report.checks += _rule_checks(rule, iters)
@@ -273,7 +306,9 @@ def validate_rule(
     with runner.extra_rule(name, lambda: rule):
         records = [
             r
-            for r in runner.sweep(runner.default_problems(quick=True), iters, progress=False)
+            for r in runner.sweep(
+                problems or runner.default_problems(quick=True), iters, progress=False
+            )
             if r.rule == name
         ]
         failures = sorted(
@@ -284,7 +319,8 @@ def validate_rule(
         report.failed_claims = failures
         report.checks.append(
             Check(
-                "claims of SPEC section 4 on the quick suite",
+                "claims of docs/spec.md section 4 on "
+                + ("the given problems" if problems else "the quick suite"),
                 not failures,
                 f"{len(records)} checks; theorems that apply: {', '.join(applied) or 'none'}"
                 + (f"; FAILED: {', '.join(failures)}" if failures else ""),

@@ -59,3 +59,40 @@ def test_compare_table_fits_120_columns_with_ranks_and_start_gaps(capsys, tmp_pa
     assert "f(x0)-f*" in capsys.readouterr().out
     assert main(["compare", "--methods", "ps_sps[adam"]) == 2
     assert "'[' without ']'" in capsys.readouterr().err
+
+
+RULE = "examples/max_normalised_adam.py:max_normalised_adam"
+DATA = "examples/my_data.py:problems"
+
+
+def test_a_users_problem_and_rule_run_through_compare_and_check(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    argv = ["compare", "--problem", DATA, "--rule", RULE, "--methods", "adam", "--iters", "60",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ps_dadapt_sgd[max_normalised_adam]" in out and "dataset=user:diabetes" in out
+    assert max(map(len, out.splitlines())) <= 120
+    report = tmp_path / "r.json"
+    argv = ["check", "--problem", DATA, "--rule", RULE, "--claims", "A2,A3,B2", "--iters", "40",
+            "--no-progress", "--report", str(report)]  # fmt: skip
+    assert main(argv) == 0
+    checked = __import__("json").loads(report.read_text())["records"]
+    assert {r["rule"] for r in checked} >= {RULE, "adam"}
+    assert {r["problem"] for r in checked} == {
+        "lad(m=442,n=11,dataset=user:diabetes)", "huber(m=442,n=11,dataset=user:diabetes,delta=10)"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "--problem", "nope.py:x"], "Cannot import 'nope.py'"),
+        (["check", "--rule", "examples/my_data.py:problems"], "is not a scaling rule"),
+        (["compare", "--problem", RULE], "expected a synthetic.Problem"),
+    ],
+)
+def test_bad_user_inputs_exit_two(argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

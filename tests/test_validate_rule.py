@@ -95,3 +95,13 @@ def test_the_printed_reproduce_command_runs(tmp_path, capsys, monkeypatch):
     assert spec in case
     assert main(["check", "--case", case]) == 1  # the theorem fails again: exit status 1
     assert '"holds": false' in capsys.readouterr().out
+
+
+def test_claims_on_a_users_problems(tmp_path, capsys, monkeypatch):
+    """validate-rule --problem: the claims run on the user's problems instead of the suite."""
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    argv = ["validate-rule", "examples/max_normalised_adam.py:max_normalised_adam", "--problem",
+            "examples/my_data.py:problems", "--iters", "40", "--examples", "5", "--out",
+            str(tmp_path)]  # fmt: skip
+    assert main(argv) in (0, 1)
+    assert "claims of docs/spec.md section 4 on the given problems" in capsys.readouterr().out
