@@ -328,12 +328,14 @@ def _study(args: argparse.Namespace) -> int:
         print(f"paramscale study: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    args.out = args.out or f"reports/study/{args.which}"
     table = study.run(
         Path(args.out), seeds, net_seeds, args.jobs or os.cpu_count() or 1, tasks,
-        args.steps or None, not args.no_progress,
+        args.steps or None, not args.no_progress, args.which,
     )  # fmt: skip
     print(table)
-    print(f"wrote {args.out}/convex.csv, nets.csv, table.txt, ps_dadapt_study.png")
+    figure = args.which.replace("-", "_") + "_study.png"
+    print(f"wrote {args.out}/convex.csv, nets.csv, table.txt, {figure}")
     print(f"done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0
 
@@ -513,13 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         "estimated step against the best constant step of the same update. CSVs, a table "
         "and a figure.",
     )
-    st.add_argument("which", choices=["ps-dadapt"], help="the study to run")
+    st.add_argument("which", choices=["ps-dadapt", "ps-sps"], help="the study to run")
     st.add_argument("--seeds", default="5", help="convex suite seeds: a count or a list")
     st.add_argument("--net-seeds", default="3", help="network seeds: a count, a list, or 0")
     st.add_argument("--tasks", default="", help="comma-separated train tasks (default: all)")
     st.add_argument("--steps", type=int, default=0, help="override the tasks' step counts")
     st.add_argument("--jobs", type=int, default=0, help="worker processes (default: CPUs)")
-    st.add_argument("--out", default="reports/study", help="output folder")
+    st.add_argument("--out", default="", help="output folder (default reports/study/WHICH)")
     st.add_argument("--no-progress", action="store_true", help="no progress output")
     st.set_defaults(func=_study)
     return parser

@@ -1,5 +1,7 @@
-"""``paramscale study ps-dadapt``: the evidence PS-DA-SGD's default is chosen from.
+"""``paramscale study ps-dadapt`` and ``ps-sps``: the evidence the defaults of PS-DA-SGD
+and PS-SPS are chosen from (``STUDIES``).
 
+For PS-DA-SGD:
 Every variant (a metric transfer, a normaliser, and ablations of the default: D-Adaptation's
 provable ``dhat/2``, no momentum) runs on
 
@@ -10,6 +12,9 @@ provable ``dhat/2``, no momentum) runs on
 - the ``paramscale train --quick`` tasks (3 seeds): final test metric against the best
   tuned Adam, divergence, and the step in Adam units against the best constant step of the
   same update (``PSconst``), next to D-Adapt Adam's and Prodigy's.
+
+For PS-SPS the variants are the constant ``c`` and the cap ``eta_max``, against SPS
+(identity scaling, Loizou et al.'s ``c = 0.5``).
 
 Results go to tidy CSVs first (``convex.csv``, ``nets.csv``), then the table and the
 figure are made from them.
@@ -23,7 +28,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,11 +48,55 @@ CONSTANT_GRID = tuple(10 ** (e / 2) for e in range(-10, 3))  # 1e-5 ... 10
 NET_BASELINES = ("adam", "PSconst", "DAdaptAdam", "Prodigy")
 
 
-def spec(options: dict[str, Any]) -> str:
+class Study(NamedTuple):
+    """A study: the train ``family`` its variants are options of, the ``variants``, how
+    the NumPy reference makes one (``make(options, solution)``), the convex baseline
+    (``baseline(solution)``, named ``baseline_name``), the momentum of the same update with
+    a constant step (the reference for the estimated step) and the networks' baselines."""
+
+    family: str
+    variants: tuple[dict[str, Any], ...]
+    make: Callable[[dict[str, Any], Any], Any]
+    baseline: Callable[[Any], Any]
+    baseline_name: str
+    momentum: float
+    net_baselines: tuple[str, ...]
+
+
+def _sps_tol(sol: Any) -> float:
+    return 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap  # the certified accuracy of f*
+
+
+def _studies() -> dict[str, Study]:
+    from theory import optimizers
+
+    return {
+        "ps-dadapt": Study(
+            "PSDASGD", VARIANTS, lambda o, s: optimizers.ps_dadapt_sgd(**o),
+            lambda s: optimizers.dadapt_sgd(momentum=0.9), "D-Adapt SGD (momentum 0.9)", 0.9,
+            NET_BASELINES,
+        ),
+        "ps-sps": Study(
+            "PSSPS", SPS_VARIANTS,
+            lambda o, s: optimizers.ps_sps(s.f, f_star_tol=_sps_tol(s), **o),
+            lambda s: optimizers.sps(s.f, f_star_tol=_sps_tol(s)), "SPS (c = 0.5)", 0.0,
+            ("adam", "PSconst[momentum=0]"),
+        ),
+    }  # fmt: skip
+
+
+SPS_VARIANTS: tuple[dict[str, Any], ...] = (
+    {}, {"c": 0.5}, {"c": 2.0}, {"eta_max": 0.1}, {"eta_max": 0.01},
+    {"scaling": "amsgrad"}, {"scaling": "amsgrad", "c": 0.5},
+)  # fmt: skip
+STUDY_NAMES = ("ps-dadapt", "ps-sps")
+
+
+def spec(options: dict[str, Any], family: str = "PSDASGD") -> str:
     """The variant as a ``paramscale train`` method spec (its name in both CSVs)."""
     from paramscale.train.methods import _spec
 
-    return _spec("PSDASGD", options)
+    return _spec(family, options)
 
 
 # -- convex ---------------------------------------------------------------------------------
@@ -62,9 +111,12 @@ def _final(opt: Any, problem: Any, solution: Any) -> tuple[float, float]:
     return float(traj.f[-1] - solution.f), float(traj.lr[-1])
 
 
-def convex_rows(seeds: tuple[int, ...], progress: Callable[[str], None]) -> list[dict]:
+def convex_rows(
+    seeds: tuple[int, ...], progress: Callable[[str], None], study: Study | None = None
+) -> list[dict]:
     """One row per (variant, problem): the variant's final gap and step, with the problem's
-    f(x0) - f*, D-Adapt SGD's final gap and the best constant step of the same update."""
+    f(x0) - f*, the baseline's final gap and the best constant step of the same update."""
+    study = study or _studies()["ps-dadapt"]
     import synthetic
     from theory import optimizers
     from theory import scaling as rules
@@ -75,35 +127,37 @@ def convex_rows(seeds: tuple[int, ...], progress: Callable[[str], None]) -> list
         progress(f"[convex {i + 1}/{len(problems)}] {problem.name}")
         sol = problem.solve()
         start = float(problem.f(problem.x0) - sol.f)
-        baseline, _ = _final(optimizers.dadapt_sgd(momentum=0.9), problem, sol)
+        baseline, _ = _final(study.baseline(sol), problem, sol)
         constant = {
             lam: _final(
-                optimizers.parameter_scaled(optimizers.constant(lam), rules.adam(), 0.9),
-                problem,
-                sol,
+                optimizers.parameter_scaled(
+                    optimizers.constant(lam), rules.adam(), study.momentum
+                ), problem, sol,
             )[0]
             for lam in CONSTANT_GRID
-        }
+        }  # fmt: skip
         best_lam = min(constant, key=constant.get)
-        for options in VARIANTS:
-            gap, lam = _final(optimizers.ps_dadapt_sgd(**options), problem, sol)
+        for options in study.variants:
+            gap, lam = _final(study.make(options, sol), problem, sol)
             rows.append(
-                {"variant": spec(options), "problem": problem.name, "final_gap": gap,
-                 "start_gap": start, "dadapt_sgd_gap": baseline, "final_step": lam,
-                 "best_constant_step": best_lam, "best_constant_gap": constant[best_lam]}
+                {"variant": spec(options, study.family), "problem": problem.name,
+                 "final_gap": gap, "start_gap": start, "baseline_gap": baseline,
+                 "final_step": lam, "best_constant_step": best_lam,
+                 "best_constant_gap": constant[best_lam]}
             )  # fmt: skip
     return rows
 
 
 def convex_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per variant: problems, diverged, worse (final gap above max(f(x0)-f*, D-Adapt SGD's)),
-    the geometric mean of final gap / D-Adapt SGD's, the median step / best constant step."""
+    """Per variant: problems, diverged, worse (final gap above max(f(x0)-f*, the
+    baseline's)), the geometric mean of final gap / the baseline's, the median step / best
+    constant step."""
     out: dict[str, dict[str, float]] = {}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
         finite = [r for r in mine if math.isfinite(r["final_gap"])]
         floor = 1e-16  # gaps are float64 differences: below this they are round-off
-        logs = [math.log(max(r["final_gap"], floor) / max(r["dadapt_sgd_gap"], floor))
+        logs = [math.log(max(r["final_gap"], floor) / max(r["baseline_gap"], floor))
                 for r in finite]  # fmt: skip
         ratios = [r["final_step"] / r["best_constant_step"] for r in finite]
         out[variant] = {
@@ -117,18 +171,19 @@ def convex_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def _worse(r: dict) -> bool:
-    """Ends above both f(x0) - f* and D-Adapt SGD's final gap (diverged: worse)."""
-    bound = max(r["start_gap"], r["dadapt_sgd_gap"])
+    """Ends above both f(x0) - f* and the baseline's final gap (diverged: worse)."""
+    bound = max(r["start_gap"], r["baseline_gap"])
     return not r["final_gap"] <= bound * (1 + 1e-9) + 1e-12
 
 
 # -- networks -----------------------------------------------------------------------------
 def net_rows(seeds: list[int], workers: int, tasks: list[str] | None, steps: int | None,
-             progress: Any) -> list[dict]:  # fmt: skip
+             progress: Any, study: Study | None = None) -> list[dict]:  # fmt: skip
     from paramscale import train
 
+    study = study or _studies()["ps-dadapt"]
     names = tasks or list(train.TASKS)
-    specs = [spec(v) for v in VARIANTS] + list(NET_BASELINES)
+    specs = [spec(v, study.family) for v in study.variants] + list(study.net_baselines)
     return train.benchmark(names, specs, seeds, True, "cpu", workers, steps, progress)
 
 
@@ -174,9 +229,9 @@ def net_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 # -- report -------------------------------------------------------------------------------
-def format_table(convex: dict, nets: dict) -> str:
+def format_table(convex: dict, nets: dict, baseline: str = "D-Adapt SGD (momentum 0.9)") -> str:
     head = (
-        f"{'variant':<52} {'cvx div':>7} {'worse':>6} {'gap/DA':>8} {'step/best':>9} "
+        f"{'variant':<52} {'cvx div':>7} {'worse':>6} {'gap/base':>8} {'step/best':>9} "
         f"{'net div':>7} {'lowest':>6} {'vs Adam':>8} {'worst':>7} {'step/best':>9}"
     )
     lines = [head, "-" * len(head)]
@@ -197,7 +252,7 @@ def format_table(convex: dict, nets: dict) -> str:
         lines.append(f"{name:<52} {cells}{net}")
     lines.append(
         "convex: diverged runs / problems; worse: final f - f* above max(f(x0) - f*, D-Adapt "
-        "SGD's); gap/DA: geometric mean of final gap / D-Adapt SGD's; step/best: median of "
+        f"{baseline}'s); gap/base: geometric mean of final gap / its; step/best: median of "
         "the final step / the best constant step of the same update. nets: diverged / runs; "
         "lowest: the lowest final test metric of any run; vs Adam: mean over tasks of the "
         "points from the best tuned Adam; worst: the worst task's; step/best: median over "
@@ -218,13 +273,15 @@ def read_convex(path: Path) -> list[dict]:
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
     for r in rows:
-        for key in ("final_gap", "start_gap", "dadapt_sgd_gap", "final_step",
+        for key in ("final_gap", "start_gap", "baseline_gap", "final_step",
                     "best_constant_step", "best_constant_gap"):  # fmt: skip
             r[key] = float(r[key])
     return rows
 
 
-def plot(convex: dict, nets: dict, out: Path) -> list[Path]:
+def plot(
+    convex: dict, nets: dict, out: Path, name: str = "ps_dadapt_study", baseline: str = ""
+) -> list[Path]:
     """Two panels per variant: convex geometric-mean gap ratio to D-Adapt SGD (log), and the
     networks' mean points from the best tuned Adam (diverged runs marked)."""
     from figures.plots import PALETTE, _plt, _save
@@ -237,7 +294,7 @@ def plot(convex: dict, nets: dict, out: Path) -> list[Path]:
     axes[0].barh(y, gaps, color=PALETTE[0])
     axes[0].set_xscale("log")
     axes[0].axvline(1.0, color="k", lw=0.8)
-    axes[0].set_xlabel("convex: geometric mean of final gap / D-Adapt SGD's (< 1 is better)")
+    axes[0].set_xlabel(f"convex: geometric mean of final gap / {baseline or 'the baseline'}'s")
     for i, n in enumerate(names):
         if convex[n]["diverged"]:
             axes[0].text(gaps[i] if np.isfinite(gaps[i]) else 1, i, f" {convex[n]['diverged']} div",
@@ -254,13 +311,15 @@ def plot(convex: dict, nets: dict, out: Path) -> list[Path]:
     axes[0].set_yticks(y, names, fontsize=7)
     axes[0].invert_yaxis()
     fig.tight_layout()
-    return _save(fig, out, "ps_dadapt_study")
+    return _save(fig, out, name)
 
 
 def run(out: Path, seeds: tuple[int, ...], net_seeds: list[int], workers: int,
         tasks: list[str] | None = None, steps: int | None = None,
-        progress: bool = True) -> str:  # fmt: skip
-    """The whole study: CSVs, table (returned and written) and figure in ``out``."""
+        progress: bool = True, which: str = "ps-dadapt") -> str:  # fmt: skip
+    """The whole study ``which``: CSVs, table (returned and written) and figure in
+    ``out``."""
+    study = _studies()[which]
 
     def say(message: str) -> None:
         if progress:
@@ -268,15 +327,15 @@ def run(out: Path, seeds: tuple[int, ...], net_seeds: list[int], workers: int,
 
     from paramscale.train import runner
 
-    convex = convex_rows(seeds, say)
+    convex = convex_rows(seeds, say, study)
     write_csv(convex, out / "convex.csv")
     nets = []
     if net_seeds:
-        nets = net_rows(net_seeds, workers, tasks, steps, progress or None)
+        nets = net_rows(net_seeds, workers, tasks, steps, progress or None, study)
         runner.write_csv(nets, out / "nets.csv")
     convex_table = convex_summary(read_convex(out / "convex.csv"))
     net_table = net_summary(runner.read_csv(out / "nets.csv")) if nets else {}
-    table = format_table(convex_table, net_table)
+    table = format_table(convex_table, net_table, study.baseline_name)
     (out / "table.txt").write_text(table + "\n")
-    plot(convex_table, net_table, out)
+    plot(convex_table, net_table, out, which.replace("-", "_") + "_study", study.baseline_name)
     return table

@@ -104,7 +104,9 @@ def _perm_case(make, ps, rule, seed):
 
 @given(problem_and_start(NONNEG_PL), sst.scaling_rules(), st.integers(0, 1000))
 def test_ps_sps_permutation_equivariance(ps, rule, seed):
-    a, b = _perm_case(lambda r: O.ps_sps(0.0, scaling=r), ps, rule, seed)
+    # c = 0.5: with f* = 0 and c = 1 the Polyak step lands exactly on a kink of the hinge
+    # loss, where the order of a sum (permuted), not the method, picks the subgradient
+    a, b = _perm_case(lambda r: O.ps_sps(0.0, c=0.5, scaling=r), ps, rule, seed)
     assert close(a, b)
 
 

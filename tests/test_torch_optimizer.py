@@ -674,3 +674,12 @@ def test_a_non_finite_parameter_is_named_with_the_step_that_blew_it_up():
     loss.backward()
     with pytest.raises(FloatingPointError, match=r"parameter 0 of group 0 itself holds non-finite"):
         opt.step()
+
+
+def test_an_unbounded_pssps_step_is_warned_about():
+    w = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.warns(RuntimeWarning, match="eta_max=inf leaves the Polyak step unbounded"):
+        T.PSSPS(w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        T.PSSPS(w, eta_max=0.01)

@@ -469,8 +469,16 @@ def _index(items: list, item: Any) -> int:
 
 
 class PSSPS(ParameterScaled):
-    """PS-SPS (paper Alg. 1, SPEC 3.1): ``eta = min((f - f*)/(c ||g/alpha||^2), eta_max)``;
-    ``scaling="identity"`` is SPS. Needs the loss: ``step(closure)`` or ``step(loss=...)``.
+    """PS-SPS (paper Alg. 1, docs/spec.md 3.1): ``eta = min((f - f*)/(c ||g/alpha||^2),
+    eta_max)``; ``scaling="identity"`` is SPS. Needs the loss: ``step(closure)`` or
+    ``step(loss=...)``. ``c = 1`` as ``theory.optimizers.ps_sps`` (the reason there).
+
+    ``eta_max`` (default inf) caps the step, in the units of ``effective_lr`` (Adam's lr
+    with Adam scaling). Uncapped, the step is ``(f - f*) / (c ||g'||^2)``: large wherever
+    the loss stays far above ``f*`` while the gradient is small (``f* = 0`` for a loss that
+    cannot reach 0). A ``RuntimeWarning`` says so when it is left unbounded: on the
+    sequence task of ``paramscale train`` the uncapped step reaches 0.1-0.4 and the model
+    learns nothing, with ``eta_max=0.01`` it learns the task (docs/findings.md).
     ``options``: ``foreach``, ``fused``, ``skip_nonfinite``, ``sharded``,
     ``process_group``."""
 
@@ -478,7 +486,7 @@ class PSSPS(ParameterScaled):
         self,
         params: Iterable[Any],
         f_star: float = 0.0,
-        c: float = 0.5,
+        c: float = 1.0,
         eta_max: float = math.inf,
         scaling: str | Any = "adam",
         lr: float = 1.0,
@@ -487,6 +495,14 @@ class PSSPS(ParameterScaled):
         **options: Any,
     ) -> None:
         super().__init__(params, polyak(f_star, c, eta_max, f_star_tol), scaling, lr, **options)
+        if eta_max == math.inf:
+            warnings.warn(
+                "PSSPS: eta_max=inf leaves the Polyak step unbounded where f - f* stays large "
+                "and the gradient small (f* = 0 on a loss that cannot reach 0); pass eta_max, "
+                "a cap in the units of effective_lr, to bound it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 class PSDASGD(ParameterScaled):
