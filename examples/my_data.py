@@ -5,7 +5,7 @@ comes (raw features), each certified by ``synthetic.from_data``."""
 import numpy as np
 from sklearn.datasets import load_diabetes
 
-import synthetic
+from paramscale import synthetic
 
 
 def problems() -> list[synthetic.Problem]:

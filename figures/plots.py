@@ -90,8 +90,8 @@ def _plt():
 
 
 def _rate_methods(problem: Any, sol: Any, iters: int) -> dict[str, tuple[Any, str]]:
-    from theory import optimizers
-    from theory import scaling as rules
+    from paramscale.theory import optimizers
+    from paramscale.theory import scaling as rules
 
     tol = 1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
     D = problem.distance(problem.x0)
@@ -111,8 +111,9 @@ def _rate_methods(problem: Any, sol: Any, iters: int) -> dict[str, tuple[Any, st
 
 
 def rate_curve_data(problems: list[Any], iters: int) -> Rows:
-    import theory
-    from proofs_check.claims import bound_series
+    from paramscale.proofs_check.claims import bound_series
+
+    from paramscale import theory
 
     rows: Rows = []
     for p in problems:
@@ -204,9 +205,10 @@ def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def learning_rate_data(problems: list[Any], iters: int) -> Rows:
-    import theory
-    from theory import optimizers
-    from theory import scaling as rules
+    from paramscale.theory import optimizers
+    from paramscale.theory import scaling as rules
+
+    from paramscale import theory
 
     rows: Rows = []
     for p in problems:
@@ -282,10 +284,10 @@ def tightness_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def invariance_data(iters: int) -> Rows:
-    import synthetic
-    import theory
-    from theory import optimizers
-    from theory import scaling as rules
+    from paramscale.theory import optimizers
+    from paramscale.theory import scaling as rules
+
+    from paramscale import synthetic, theory
 
     p = synthetic.lad(60, 8, 2.0, seed=0)
     sol = p.solve()
@@ -298,7 +300,7 @@ def invariance_data(iters: int) -> Rows:
                 {"panel": "invariance", "series": f"alpha x {t:g}", "k": k, "value": f - sol.f}
             )
     # one coordinate's gradient becomes exactly 0 (its alpha -> sqrt(eps) under Adam)
-    from synthetic.transforms import stopping_coordinate
+    from paramscale.synthetic.transforms import stopping_coordinate
 
     early = stopping_coordinate(p, j=0)
     for label, kw in (
@@ -347,9 +349,10 @@ def invariance_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def rule_grid_data(problems: list[Any], iters: int) -> Rows:
-    import theory
-    from theory import optimizers
-    from theory import scaling as rules
+    from paramscale.theory import optimizers
+    from paramscale.theory import scaling as rules
+
+    from paramscale import theory
 
     by_name = {
         "identity": rules.identity,
@@ -433,8 +436,7 @@ def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def make_all(out: Path, iters: int = 300, quick: bool = False, progress=print) -> list[Path]:
-    import synthetic
-
+    from paramscale import synthetic
     out.mkdir(parents=True, exist_ok=True)
     fams = ["lad", "hinge", "max_affine", "huber", "logistic", "l1_ball"]
     problems = [synthetic.FAMILIES[f](scale=2.0, seed=0) for f in fams]

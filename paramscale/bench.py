@@ -47,8 +47,7 @@ def _optimizers(device: str) -> dict[str, Callable]:
     import dadaptation
     import prodigyopt
 
-    import torch_impl
-
+    from paramscale import torch_impl
     out: dict[str, Callable] = {
         "Adam(foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
         "Adam(fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
@@ -125,7 +124,7 @@ def numpy_throughput(iters: int = 200) -> float:
 
 
 def sweep_seconds() -> float:
-    from proofs_check import runner
+    from paramscale.proofs_check import runner
 
     problems = runner.default_problems()
     for p in problems:  # exact solutions are cached; time the checks, not the first solve

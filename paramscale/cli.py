@@ -19,7 +19,7 @@ from typing import Any
 def _user_inputs(args: argparse.Namespace) -> tuple[list | None, dict[str, Any]]:
     """The problems of ``--problem`` (None: the default ones) and the rules of ``--rule``
     (by their paths), loaded; RuleInputError names what is wrong."""
-    from proofs_check import validate
+    from paramscale.proofs_check import validate
 
     problems = [p for spec in args.problem for p in validate.load_problems(spec)]
     rules = {spec: validate.load_rule(spec) for spec in args.rule}
@@ -30,8 +30,8 @@ def _user_inputs(args: argparse.Namespace) -> tuple[list | None, dict[str, Any]]
 
 def _compare(args: argparse.Namespace) -> int:
     from paramscale import compare
+    from paramscale.proofs_check.validate import RuleInputError
     from paramscale.train.methods import split_specs
-    from proofs_check.validate import RuleInputError
 
     try:
         problems, user_rules = _user_inputs(args)
@@ -72,7 +72,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from proofs_check import CLAIMS, runner, search, validate
+    from paramscale.proofs_check import CLAIMS, runner, search, validate
 
     if args.case:
         try:
@@ -204,7 +204,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from figures import plots
+    from paramscale.figures import plots
 
     out = Path(args.out)
     print(f"writing figures to {out}/", file=sys.stderr)
@@ -219,7 +219,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _validate_rule(args: argparse.Namespace) -> int:
-    from proofs_check import validate
+    from paramscale.proofs_check import validate
 
     try:
         rule = validate.load_rule(args.rule)

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-import synthetic
-import theory
-from synthetic import Problem, Solution
-from theory import optimizers
-from theory import scaling as rules
+from paramscale import synthetic, theory
+from paramscale.synthetic import Problem, Solution
+from paramscale.theory import optimizers
+from paramscale.theory import scaling as rules
 
 MethodFactory = Callable[[Problem, Solution, int], object]
 

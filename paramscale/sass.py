@@ -42,7 +42,7 @@ class LoopCount(NamedTuple):
 def variants() -> list[tuple[str, Any, dict[str, Any]]]:
     """(name, kernel, constexprs) of PS-DA-SGD and PS-SPS with their defaults (Adam scaling;
     PS-DA-SGD with momentum 0.9, PS-SPS without), float32."""
-    from torch_impl import fused_triton
+    from paramscale.torch_impl import fused_triton
 
     return [
         ("PS-DA-SGD sweep 1", fused_triton._rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
@@ -68,7 +68,7 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from torch_impl import fused_triton
+    from paramscale.torch_impl import fused_triton
 
     values = {**constexprs, "DT": tl.float32, "XT": tl.float32, "BLOCK": fused_triton.BLOCK}
     names = [p.name for p in kernel.params]

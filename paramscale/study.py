@@ -68,7 +68,7 @@ def _sps_tol(sol: Any) -> float:
 
 
 def _studies() -> dict[str, Study]:
-    from theory import optimizers
+    from paramscale.theory import optimizers
 
     return {
         "ps-dadapt": Study(
@@ -102,8 +102,7 @@ def spec(options: dict[str, Any], family: str = "PSDASGD") -> str:
 # -- convex ---------------------------------------------------------------------------------
 def _final(opt: Any, problem: Any, solution: Any) -> tuple[float, float]:
     """(final f - f*, final step lam) of a 400-step run; (inf, nan) when it diverged."""
-    import theory
-
+    from paramscale import theory
     with np.errstate(all="ignore"):
         traj = theory.run(opt, problem, iters=CONVEX_STEPS, stop_on_nonfinite=True)
     if "stopped_at" in traj.info or not np.isfinite(traj.f[-1]):
@@ -117,9 +116,9 @@ def convex_rows(
     """One row per (variant, problem): the variant's final gap and step, with the problem's
     f(x0) - f*, the baseline's final gap and the best constant step of the same update."""
     study = study or _studies()["ps-dadapt"]
-    import synthetic
-    from theory import optimizers
-    from theory import scaling as rules
+    from paramscale import synthetic
+    from paramscale.theory import optimizers
+    from paramscale.theory import scaling as rules
 
     problems = synthetic.suite(seeds=seeds)
     rows = []
@@ -284,7 +283,7 @@ def plot(
 ) -> list[Path]:
     """Two panels per variant: convex geometric-mean gap ratio to D-Adapt SGD (log), and the
     networks' mean points from the best tuned Adam (diverged runs marked)."""
-    from figures.plots import PALETTE, _plt, _save
+    from paramscale.figures.plots import PALETTE, _plt, _save
 
     plt = _plt()
     names = [n for n in convex if n in nets] or list(convex)

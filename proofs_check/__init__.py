@@ -1,7 +1,7 @@
 """The paper's convergence claims (SPEC section 4) as executable checks."""
 
-from proofs_check.claims import CLAIMS, Claim, Result, check
-from proofs_check.runner import sweep
-from proofs_check.validate import RuleInputError, validate_rule
+from paramscale.proofs_check.claims import CLAIMS, Claim, Result, check
+from paramscale.proofs_check.runner import sweep
+from paramscale.proofs_check.validate import RuleInputError, validate_rule
 
 __all__ = ["CLAIMS", "Claim", "Result", "check", "sweep", "validate_rule", "RuleInputError"]

@@ -12,11 +12,10 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-
-from proofs_check import quantities
-from proofs_check.quantities import Result, compare
-from theory.scaling import identity
-from theory.stepsize import dadapt, polyak
+from paramscale.proofs_check import quantities
+from paramscale.proofs_check.quantities import Result, compare
+from paramscale.theory.scaling import identity
+from paramscale.theory.stepsize import dadapt, polyak
 
 __all__ = ["Claim", "Result", "CLAIMS", "check", "bound_series"]
 

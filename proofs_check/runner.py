@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from paramscale.proofs_check.claims import CLAIMS, Result
+from paramscale.theory import optimizers
+from paramscale.theory import scaling as rules
 
-import synthetic
-import theory
-from proofs_check.claims import CLAIMS, Result
-from theory import optimizers
-from theory import scaling as rules
+from paramscale import synthetic, theory
 
 RULES: dict[str, Callable[[], Any]] = {
     "identity": rules.identity,
@@ -94,7 +93,7 @@ def rule_named(name: str) -> Any:
     if name in RULES:
         return RULES[name]()
     if ":" in name:
-        from proofs_check.validate import load_rule
+        from paramscale.proofs_check.validate import load_rule
 
         return load_rule(name)
     raise ValueError(f"Invalid rule: {name!r} (expected one of {tuple(RULES)} or module:attr)")

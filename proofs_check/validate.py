@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from paramscale.proofs_check import runner, search
+from paramscale.synthetic.transforms import permuted
+from paramscale.theory import optimizers
+from paramscale.theory import scaling as rules
 
-import synthetic
-import theory
-from proofs_check import runner, search
-from synthetic.transforms import permuted
-from theory import optimizers
-from theory import scaling as rules
+from paramscale import synthetic, theory
 
 
 class RuleInputError(ValueError):
@@ -88,7 +87,7 @@ def load_problems(spec: str) -> list[Any]:
     """A user's problems from ``module:attr`` or ``file.py:attr``: a ``synthetic.Problem``,
     a list of them, or a function returning either (called with no arguments; e.g. one
     that calls ``synthetic.from_data``). Raises RuleInputError naming what it got."""
-    from synthetic import Problem
+    from paramscale.synthetic import Problem
 
     obj = _load(spec, "problem")
     if callable(obj) and not isinstance(obj, Problem):
@@ -266,8 +265,7 @@ def _torch_check(rule: Any, iters: int = 40) -> Check:
     try:
         import torch
 
-        import torch_impl
-
+        from paramscale import torch_impl
         p = synthetic.lad(30, 6, 1.0, seed=3)
         x0 = p.x0 + np.linspace(-1, 1, p.n)
         ours = theory.run(optimizers.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=iters).x

@@ -1,7 +1,7 @@
 """Convex Lipschitz problems with certified exact solutions (SPEC section 5)."""
 
-from synthetic.data import from_data
-from synthetic.families import (
+from paramscale.synthetic.data import from_data
+from paramscale.synthetic.families import (
     breast_cancer_hinge,
     diabetes_lad,
     from_params,
@@ -13,9 +13,9 @@ from synthetic.families import (
     max_affine,
     nesterov_worst,
 )
-from synthetic.problem import Problem
-from synthetic.solve import Solution, SolveError
-from synthetic.suite import FAMILIES, suite
+from paramscale.synthetic.problem import Problem
+from paramscale.synthetic.solve import Solution, SolveError
+from paramscale.synthetic.suite import FAMILIES, suite
 
 __all__ = [
     "Problem",
@@ -39,7 +39,7 @@ __all__ = [
 
 def __getattr__(name: str):  # synthetic.strategies imports hypothesis: load it on demand
     if name == "strategies":
-        import synthetic.strategies as strategies
+        import paramscale.synthetic.strategies as strategies
 
         return strategies
     raise AttributeError(name)

@@ -14,10 +14,9 @@ import hashlib
 from typing import Any
 
 import numpy as np
+from paramscale.synthetic import families as fam
+from paramscale.synthetic.problem import Problem
 from scipy.optimize import linprog
-
-from synthetic import families as fam
-from synthetic.problem import Problem
 
 KINDS = ("lad", "hinge", "huber", "logistic", "max_affine")
 LABELLED = ("hinge", "logistic")  # b holds labels, -1 or +1

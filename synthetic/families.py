@@ -9,9 +9,8 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
+from paramscale.synthetic.problem import Problem
 from scipy.optimize import linprog, minimize
-
-from synthetic.problem import Problem
 
 
 def _design(rng: np.random.Generator, m: int, n: int, scale: float) -> np.ndarray:
@@ -38,7 +37,7 @@ def _rows(A: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
 def _highs(c: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, bounds: list, n: int, name: str):
     res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
     if res.status != 0:
-        from synthetic.solve import SolveError
+        from paramscale.synthetic.solve import SolveError
 
         raise SolveError(f"{name}: solver HiGHS returned status {res.status} ({res.message})")
     return res.x[:n], "HiGHS (scipy.linprog LP form)"

@@ -10,8 +10,7 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
-
-from synthetic.solve import Solution, certified_solve, nearest_solution
+from paramscale.synthetic.solve import Solution, certified_solve, nearest_solution
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ import cvxpy as cp
 import numpy as np
 
 if TYPE_CHECKING:
-    from synthetic.problem import Problem
+    from paramscale.synthetic.problem import Problem
 
 AGREE_RTOL = 1e-7
 CLARABEL_TOL = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}

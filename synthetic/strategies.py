@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from hypothesis import strategies as st
-
-from synthetic import families as fam
-from synthetic.problem import Problem
-from theory import scaling
+from paramscale.synthetic import families as fam
+from paramscale.synthetic.problem import Problem
+from paramscale.theory import scaling
 
 ALL = ("lad", "hinge", "hinge_l1", "max_affine", "huber", "logistic", "l1_ball", "nesterov_worst")
 

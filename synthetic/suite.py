@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from synthetic import families as fam
-from synthetic.problem import Problem
+from paramscale.synthetic import families as fam
+from paramscale.synthetic.problem import Problem
 
 FAMILIES = {
     "lad": fam.lad,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-import theory
+from paramscale import theory
 
 
 def split(n: int) -> list[int]:

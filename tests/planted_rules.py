@@ -3,8 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-
-from theory import scaling as S
+from paramscale.theory import scaling as S
 
 
 @dataclass(frozen=True)

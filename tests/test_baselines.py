@@ -11,11 +11,10 @@ import prodigyopt
 import pytest
 import schedulefree
 import torch
+from paramscale.theory import optimizers as O
 
-import synthetic
-import theory
+from paramscale import synthetic, theory
 from tests.oracle import max_rel_dev, oracle_trajectory
-from theory import optimizers as O
 
 STEPS = 200
 PROBLEMS = [synthetic.lad(40, 7, 1.0, seed=3), synthetic.hinge(50, 7, 2.0, seed=5)]

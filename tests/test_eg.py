@@ -5,12 +5,11 @@ torch.optim with its adaptation switched off."""
 import numpy as np
 import pytest
 import torch
+from paramscale.theory import optimizers as O
 
-import synthetic
-import theory
-import torch_impl as T
+from paramscale import synthetic, theory
+from paramscale import torch_impl as T
 from tests.oracle import max_rel_dev, oracle_trajectory
-from theory import optimizers as O
 
 PROBLEMS = {
     "lad": lambda: synthetic.lad(m=40, n=8, scale=1.0, seed=0),

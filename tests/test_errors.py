@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 import pytest
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
 
-import synthetic
-import theory
-from theory import optimizers as O
-from theory import scaling as S
+from paramscale import synthetic, theory
 
 
 @pytest.mark.parametrize(

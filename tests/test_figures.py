@@ -2,9 +2,9 @@
 rate-curve CSV has every theorem bound above the observed curve."""
 
 import numpy as np
+import paramscale.figures.plots as F
 import pytest
 
-import figures.plots as F
 from paramscale.cli import main
 
 

@@ -3,10 +3,9 @@ inputs refused by name."""
 
 import numpy as np
 import pytest
+from paramscale.theory import optimizers
 
-import synthetic
-import theory
-from theory import optimizers
+from paramscale import synthetic, theory
 
 
 def _data(m=40, n=5, seed=0):

@@ -6,11 +6,10 @@ from types import SimpleNamespace
 import dadaptation
 import numpy as np
 import pytest
+from paramscale.theory import optimizers as O
 
-import synthetic
-import theory
+from paramscale import synthetic, theory
 from tests.oracle import max_rel_dev, numpy_trajectory, oracle_trajectory
-from theory import optimizers as O
 
 STEPS = 250
 PROBLEMS = [
@@ -68,10 +67,9 @@ def test_dadapt_sgd_single_steps_resynced():
     """Chaotic case: copy the oracle's state into ours before every step and compare the
     single-step outputs (baselines.md section 14)."""
     import torch
-
-    from theory.combinator import PSState
-    from theory.scaling import Moments
-    from theory.stepsize import DAdaptState
+    from paramscale.theory.combinator import PSState
+    from paramscale.theory.scaling import Moments
+    from paramscale.theory.stepsize import DAdaptState
 
     problem = PROBLEMS[2]
     params = [

@@ -4,10 +4,10 @@
 import numpy as np
 import pytest
 import torch
+from paramscale.theory import optimizers as O
 
-import synthetic
+from paramscale import synthetic
 from tests.oracle import max_rel_dev, numpy_trajectory, oracle_trajectory
-from theory import optimizers as O
 
 STEPS = 200
 PROBLEMS = [synthetic.lad(40, 7, 0.0, seed=3), synthetic.logistic(40, 7, 1.0, seed=4)]

@@ -7,16 +7,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
+from paramscale.proofs_check import CLAIMS, check
+from paramscale.proofs_check import runner as R
+from paramscale.proofs_check import search as SE
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
+from paramscale.theory.stepsize import dadapt, polyak
 
-import synthetic
-import theory
+from paramscale import synthetic, theory
 from paramscale.cli import main
-from proofs_check import CLAIMS, check
-from proofs_check import runner as R
-from proofs_check import search as SE
-from theory import optimizers as O
-from theory import scaling as S
-from theory.stepsize import dadapt, polyak
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,7 @@ def test_a1_catches_the_torch_form_amsgrad():
 def test_a3_catches_a_wrong_metric_change_factor(monkeypatch):
     """A3 holds for any positive alpha once rho_k is the *max* ratio: the only way to break
     it is a wrong proof step. Planted: rho_k as the mean ratio (a plausible slip in Eq. 14)."""
-    import proofs_check.quantities as C
+    import paramscale.proofs_check.quantities as C
 
     traj = _pssps(S.adam(beta2=0.9), iters=40)
     assert check("A3", traj, P, SOL).holds

@@ -7,17 +7,17 @@ import math
 
 import dadaptation
 import numpy as np
+import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from paramscale.synthetic.transforms import permuted, stopping_coordinate
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
 
-import synthetic.strategies as sst
-import theory
-from synthetic.transforms import permuted, stopping_coordinate
+from paramscale import theory
 from tests.oracle import max_rel_dev, oracle_trajectory
 from tests.test_oracle_dadapt_sps import sps_equations
-from theory import optimizers as O
-from theory import scaling as S
 
 STEPS = 60
 # piecewise-linear families: no chaotic round-off amplification over STEPS steps
@@ -84,7 +84,7 @@ def test_ps_dadapt_sgd_uniform_scale_invariance(ps, rule, t):
 
 def test_invariance_check_catches_a_scale_dependent_rule():
     """Planted error: a step size that is not scale-free (eta_max caps the scaled step)."""
-    from synthetic import lad
+    from paramscale.synthetic import lad
 
     p = lad(20, 5, 1.0, seed=0)
     a, b = _pair(lambda r: O.ps_sps(0.0, eta_max=1e-3, scaling=r), S.adam(), 1e3, p, p.x0 + 1.0)
@@ -118,7 +118,7 @@ def test_ps_dadapt_sgd_permutation_equivariance(ps, rule, seed):
 
 def test_permutation_check_catches_a_position_dependent_rule():
     """Planted error: LARS with two fixed blocks is not permutation-equivariant."""
-    from synthetic import lad
+    from paramscale.synthetic import lad
 
     p = lad(20, 6, 1.0, seed=0)
     ps = (p, p.x0 + np.arange(6.0))
@@ -149,7 +149,7 @@ RULES_FOR_STOP = st.sampled_from([S.adam(), S.amsgrad()])
 
 @given(st.integers(0, 2**16), st.integers(3, 6), RULES_FOR_STOP)
 def test_zero_gradient_coordinate_does_not_halt_others(seed, n, rule):
-    from synthetic import lad
+    from paramscale.synthetic import lad
 
     p = stopping_coordinate(lad(30, n, 0.0, seed=seed), j=0)
     # measured over 48 cases: adam 0.27 at least (median 0.62), amsgrad 0.58 (median 1);
@@ -162,7 +162,7 @@ def test_fast_moving_alphas_shrink_the_min_transfer_step():
     on LAD the per-step min ratio is below 1 at almost every step, and its product shrinks
     the step by 1e-5 or more in 400 steps, whether a coordinate stops or not; the literal
     max transfer keeps it (at the price of property (e))."""
-    from synthetic import lad
+    from paramscale.synthetic import lad
 
     for seed in (0, 1):
         q = lad(30, 4, 0.0, seed=seed)
@@ -176,7 +176,7 @@ def test_naive_conversion_halts_training(seed):
     """Planted error: the naive conversion of paper section 4.1 (``lam = d / ||g_0 /
     alpha_k||``, no rho step) lets the stopped coordinate's alpha -> sqrt(eps) shrink the
     others' step; the property above then fails (measured: 0.013-0.07 after 400 steps)."""
-    from synthetic import lad
+    from paramscale.synthetic import lad
 
     p = stopping_coordinate(lad(30, 4, 0.0, seed=seed), j=0)
     naive = {"normaliser": "g0/alpha_k", "transfer": "none"}
@@ -195,7 +195,7 @@ def test_d_non_decreasing_for_monotone_rules(ps, rule):
 
 def test_d_can_decrease_for_adam():
     """The monotonicity test is not vacuous: under Adam scaling (non-monotone) d shrinks."""
-    from synthetic import logistic
+    from paramscale.synthetic import logistic
 
     p = logistic(40, 5, 0.0, seed=0)  # smooth: all gradients shrink, so alpha_k shrinks
     d = theory.run(O.ps_dadapt_sgd(scaling=S.adam()), p, iters=200).info["d"]

@@ -7,8 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from theory import scaling as S
+from paramscale.theory import scaling as S
 
 FLOATS = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 

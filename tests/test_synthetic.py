@@ -2,14 +2,13 @@
 subgradient the optimizers see, failed solves raise clearly, the cache round-trips."""
 
 import numpy as np
+import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import given, settings
+from paramscale.synthetic.solve import AGREE_RTOL, SolveError, cache_dir
+from paramscale.theory import optimizers as O
 
-import synthetic
-import synthetic.strategies as sst
-import theory
-from synthetic.solve import AGREE_RTOL, SolveError, cache_dir
-from theory import optimizers as O
+from paramscale import synthetic, theory
 
 SUITE = synthetic.suite()
 
@@ -98,7 +97,7 @@ def test_ps_dadapt_sgd_rho_blowup_on_sparse_start():
     (``transfer="max"``, SPEC 3.2's normaliser) d is multiplied by it and PS-DA-SGD
     diverges, even with the monotone AMSGrad rule. transfer="none" and the default do
     not."""
-    from theory import scaling as S
+    from paramscale.theory import scaling as S
 
     p = synthetic.nesterov_worst(n=20)
     literal = {"transfer": "max", "normaliser": "max_alpha"}

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import synthetic
-import torch_impl as T
+from paramscale import synthetic
+from paramscale import torch_impl as T
 
 STEPS, N_TENSORS = 60, 4
 

@@ -10,13 +10,15 @@ option set compiles once per process, which is most of this file's run time.
 import io
 
 import numpy as np
+import paramscale.synthetic.strategies as sst
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paramscale.theory import optimizers as O
+from paramscale.theory.stepsize import constant, dadapt
 
-import synthetic.strategies as sst
-import torch_impl as T
+from paramscale import torch_impl as T
 from tests.oracle import max_rel_dev
 from tests.test_torch_optimizer import (
     _assert_same_state,
@@ -28,8 +30,6 @@ from tests.test_torch_optimizer import (
     train,
 )
 from tests.test_torch_vs_theory import FLOAT32_RTOL, NONNEG, PL, VARIANTS, _compare, _rule_pair
-from theory import optimizers as O
-from theory.stepsize import constant, dadapt
 
 ELEMENTWISE = ["identity", "adagrad", "rmsprop", "adam", "amsgrad", "amsgrad_torch"]
 
@@ -352,7 +352,7 @@ def assert_plan_follows_moves(device):
 def assert_stale_plan_caught(monkeypatch, device, move, blind):
     """The check above fails when the plan check ignores the tensors' addresses, the state
     tensors or the state dicts (planted errors)."""
-    from torch_impl import plan as P
+    from paramscale.torch_impl import plan as P
 
     check = P.current
 
@@ -427,8 +427,7 @@ def test_fused_invalid_arguments(make, message):
 def test_a_kernel_that_cannot_be_built_says_what_to_do(monkeypatch):
     """No C++ compiler: the error says so and names the way out; nothing was changed."""
     import torch._inductor.config as inductor_config
-
-    from torch_impl import fused as F
+    from paramscale.torch_impl import fused as F
 
     monkeypatch.setattr(F, "_COMPILED", {})
     torch._dynamo.reset()

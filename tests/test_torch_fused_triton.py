@@ -10,8 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
+from paramscale.torch_impl import fused_triton as FT
 
-import torch_impl as T
+from paramscale import torch_impl as T
 from tests.oracle import max_rel_dev
 from tests.test_torch_fused import (
     ELEMENTWISE,
@@ -34,9 +37,6 @@ from tests.test_torch_optimizer import (
     train,
 )
 from tests.test_torch_vs_theory import VARIANTS, _compare, _rule_pair
-from theory import optimizers as O
-from theory import scaling as S
-from torch_impl import fused_triton as FT
 
 if FT.triton is None:
     DEVICE = None

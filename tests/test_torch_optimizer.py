@@ -11,14 +11,14 @@ import dadaptation
 import numpy as np
 import pytest
 import torch
+from paramscale.theory import optimizers as O
+from paramscale.theory.stepsize import constant
 from sklearn.datasets import load_digits
 
-import theory
-import torch_impl as T
+from paramscale import theory
+from paramscale import torch_impl as T
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory
-from theory import optimizers as O
-from theory.stepsize import constant
 
 _DIGITS = load_digits()
 
@@ -191,8 +191,7 @@ def test_param_groups_share_one_global_estimate():
 
 def test_lr_scheduler_is_the_schedule():
     """A torch LR scheduler on ``lr`` is the schedule gamma_k of theory's dadapt (SPEC 3.2)."""
-    import synthetic
-
+    from paramscale import synthetic
     p = synthetic.lad(40, 7, 1.0, seed=3)
     x0 = np.random.default_rng(0).standard_normal(p.n)
     K = 60

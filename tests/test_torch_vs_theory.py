@@ -8,21 +8,20 @@ path, on every available device (CUDA cases skip cleanly without a GPU).
 from typing import NamedTuple
 
 import numpy as np
+import paramscale.synthetic.strategies as sst
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
+from paramscale.theory.stepsize import NORMALISERS, constant
+from paramscale.theory.transfer import TRANSFERS
 
-import synthetic
-import synthetic.strategies as sst
-import theory
-import torch_impl as T
+from paramscale import synthetic, theory
+from paramscale import torch_impl as T
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory, split
-from theory import optimizers as O
-from theory import scaling as S
-from theory.stepsize import NORMALISERS, constant
-from theory.transfer import TRANSFERS
 
 STEPS = 40
 

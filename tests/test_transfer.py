@@ -14,18 +14,17 @@ import re
 from pathlib import Path
 
 import numpy as np
+import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paramscale.synthetic.transforms import permuted, steady_stopping
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
+from paramscale.theory.transfer import TRANSFERS
 
-import synthetic
-import synthetic.strategies as sst
-import theory
-from synthetic.transforms import permuted, steady_stopping
+from paramscale import synthetic, theory
 from tests.oracle import max_rel_dev
-from theory import optimizers as O
-from theory import scaling as S
-from theory.transfer import TRANSFERS
 
 STEPS = 60
 PL = ("lad", "hinge", "hinge_l1", "max_affine", "l1_ball")

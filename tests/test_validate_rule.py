@@ -2,11 +2,11 @@
 bad input with exit status 2."""
 
 import pytest
+from paramscale.proofs_check import validate as V
+from paramscale.theory import scaling as S
 
 from paramscale.cli import main
-from proofs_check import validate as V
 from tests import planted_rules as P
-from theory import scaling as S
 
 
 def _failed(report):

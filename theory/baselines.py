@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from theory import _validate as check
-from theory import scaling as rules
-from theory.combinator import ParameterScaled, parameter_scaled
-from theory.stepsize import StepInput
+from paramscale.theory import _validate as check
+from paramscale.theory import scaling as rules
+from paramscale.theory.combinator import ParameterScaled, parameter_scaled
+from paramscale.theory.stepsize import StepInput
 
 __all__ = [
     "dog",

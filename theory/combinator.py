@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from theory import _validate as check
-from theory import transfer
-from theory.scaling import ScalingRule
-from theory.stepsize import StepInput
-from theory.transfer import MetricChange
+from paramscale.theory import _validate as check
+from paramscale.theory import transfer
+from paramscale.theory.scaling import ScalingRule
+from paramscale.theory.stepsize import StepInput
+from paramscale.theory.transfer import MetricChange
 
 
 class PSState(NamedTuple):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from theory import _validate as check
-from theory import scaling as rules
-from theory.baselines import (
+from paramscale.theory import _validate as check
+from paramscale.theory import scaling as rules
+from paramscale.theory.baselines import (
     cocob,
     dadapt_adam,
     dog,
@@ -23,9 +23,9 @@ from theory.baselines import (
     schedule_free_adam,
     schedule_free_sgd,
 )
-from theory.combinator import ParameterScaled, parameter_scaled
-from theory.scaling import ScalingRule
-from theory.stepsize import Schedule, constant, dadapt, polyak
+from paramscale.theory.combinator import ParameterScaled, parameter_scaled
+from paramscale.theory.scaling import ScalingRule
+from paramscale.theory.stepsize import Schedule, constant, dadapt, polyak
 
 __all__ = [
     "ParameterScaled",

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from array_api_compat import array_namespace
-
-from theory import _validate as check
+from paramscale.theory import _validate as check
 
 __all__ = [
     "ScalingRule",

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-
-from theory import _validate as check
-from theory.transfer import TRANSFERS
+from paramscale.theory import _validate as check
+from paramscale.theory.transfer import TRANSFERS
 
 Schedule = Callable[[int], float]
 

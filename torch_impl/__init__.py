@@ -1,6 +1,6 @@
 """PyTorch optimizers mirroring ``theory`` name for name (SPEC section 6)."""
 
-from torch_impl.eg import EGStepSize
-from torch_impl.optimizer import PSDASGD, PSSPS, ParameterScaled
+from paramscale.torch_impl.eg import EGStepSize
+from paramscale.torch_impl.optimizer import PSDASGD, PSSPS, ParameterScaled
 
 __all__ = ["ParameterScaled", "PSSPS", "PSDASGD", "EGStepSize"]

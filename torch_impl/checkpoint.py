@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from torch_impl import plan as plans
-from torch_impl.foreach_rules import FOREACH
+from paramscale.torch_impl import plan as plans
+from paramscale.torch_impl.foreach_rules import FOREACH
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 RULE_SLOTS = frozenset(k for k in plans.STATE_KEYS if k.startswith("scaling."))  # built-in rules'

@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-
-from theory.baselines import eg_stepsize
+from paramscale.theory.baselines import eg_stepsize
 
 F64 = torch.float64
 

@@ -30,8 +30,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-
-from theory import scaling as rules
+from paramscale.theory import scaling as rules
 
 Tensors = list[torch.Tensor]
 

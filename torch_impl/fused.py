@@ -37,10 +37,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-
-from theory.transfer import STATISTICS, MetricChange
-from torch_impl import plan as plans
-from torch_impl.foreach_rules import FOREACH, Correction, correction
+from paramscale.theory.transfer import STATISTICS, MetricChange
+from paramscale.torch_impl import plan as plans
+from paramscale.torch_impl.foreach_rules import FOREACH, Correction, correction
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]

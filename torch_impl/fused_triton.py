@@ -39,9 +39,8 @@ import os
 from typing import Any, NamedTuple
 
 import torch
-
-from theory import scaling as rules
-from torch_impl.plan import STATE_KEYS
+from paramscale.theory import scaling as rules
+from paramscale.torch_impl.plan import STATE_KEYS
 
 try:
     import triton
@@ -546,7 +545,7 @@ def _fused_cuda_rule(
     """Sweep 1 of every group as one Triton launch per kind of tensor: reductions only,
     ||g||^2 among them (the finite check). A kernel variant is cheap to build, so ||g'||^2
     is computed only at the steps that read it."""
-    from torch_impl import plan as plans
+    from paramscale.torch_impl import plan as plans
 
     out = []
     for group, ps, gs, sts in batches:

@@ -23,9 +23,8 @@ import sys
 from typing import Any
 
 import torch
-
-from theory.stepsize import StepStats
-from theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS
+from paramscale.theory.stepsize import StepStats
+from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]

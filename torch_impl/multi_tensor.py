@@ -20,10 +20,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-
-from theory.scaling import Moments
-from theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS, MetricChange
-from torch_impl.foreach_rules import FOREACH, correction, update
+from paramscale.theory.scaling import Moments
+from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS, MetricChange
+from paramscale.torch_impl.foreach_rules import FOREACH, correction, update
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]

@@ -45,15 +45,14 @@ from itertools import repeat
 from typing import Any
 
 import torch
-
-from theory import _validate as check
-from theory import scaling as rules
-from theory.stepsize import dadapt, polyak
-from theory.transfer import TRANSFERS
-from torch_impl import checkpoint, fused, fused_triton, host, multi_tensor
-from torch_impl import plan as plans
-from torch_impl.foreach_rules import FOREACH
-from torch_impl.multi_tensor import Batch, Want, rule_slots, transfer_reductions
+from paramscale.theory import _validate as check
+from paramscale.theory import scaling as rules
+from paramscale.theory.stepsize import dadapt, polyak
+from paramscale.theory.transfer import TRANSFERS
+from paramscale.torch_impl import checkpoint, fused, fused_triton, host, multi_tensor
+from paramscale.torch_impl import plan as plans
+from paramscale.torch_impl.foreach_rules import FOREACH
+from paramscale.torch_impl.multi_tensor import Batch, Want, rule_slots, transfer_reductions
 
 Tensors = list[torch.Tensor]
 STRIDED = torch.strided  # dense layout

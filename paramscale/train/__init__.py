@@ -63,7 +63,7 @@ def benchmark(
 
 def write_outputs(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     """The CSV, then the table and the figure made from the CSV as read back."""
-    from figures.training import train_plot
+    from paramscale.figures.training import train_plot
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "train.csv"

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from proofs_check.validate import RuleInputError
+from paramscale.proofs_check.validate import RuleInputError
 
 __all__ = ["Method", "Family", "FAMILIES", "parse", "expand", "rebuild", "ADAM_GRID", "SGD_GRID"]
 
@@ -159,29 +159,27 @@ def _with_rule(options: dict[str, Any]) -> dict[str, Any]:
     (``paramscale validate-rule --train``); a name stays a name."""
     rule = options.get("scaling")
     if isinstance(rule, str) and ":" in rule:
-        from proofs_check.validate import load_rule
+        from paramscale.proofs_check.validate import load_rule
 
         return {**options, "scaling": load_rule(rule)}
     return options
 
 
 def _pssps(ps: Any, options: dict[str, Any]) -> Optimizer:
-    import torch_impl
-
+    from paramscale import torch_impl
     return torch_impl.PSSPS(ps, **{"f_star": 0.0, **_with_rule(options)})
 
 
 def _psdasgd(ps: Any, options: dict[str, Any]) -> Optimizer:
-    import torch_impl
-
+    from paramscale import torch_impl
     return torch_impl.PSDASGD(ps, **_with_rule(options))
 
 
 def _psconst(ps: Any, lr: float, options: dict[str, Any]) -> Optimizer:
     """PS-DA-SGD's update with a constant step: the reference its step estimate is judged
     against (the best of this grid)."""
-    import torch_impl
-    from theory.stepsize import constant
+    from paramscale import torch_impl
+    from paramscale.theory.stepsize import constant
 
     opts = {"scaling": "adam", "momentum": 0.9, **options}
     return torch_impl.ParameterScaled(ps, constant(lr), **opts)
@@ -208,8 +206,7 @@ def _mechanic_lr(opt: Optimizer) -> float:
 
 
 def _eg(ps: Any, options: dict[str, Any]) -> Optimizer:
-    import torch_impl
-
+    from paramscale import torch_impl
     return torch_impl.EGStepSize(ps, **{"base": "adam", "lr": 1e-3, **options})
 
 
