@@ -12,6 +12,7 @@ Validate it end to end (from the repository root):
 from dataclasses import dataclass
 
 from array_api_compat import array_namespace
+
 from paramscale.theory.scaling import Moments
 
 

@@ -1,13 +1,15 @@
 """``paramscale plot``: the figures, each drawn from the CSV it writes (benchopt style: the
 data is a tidy table, the plot is made from the table).
 
-1. ``rate_curves``: suboptimality against k, log-log, one panel per family, every method,
-   its theorem's bound dashed (A5, B2, C1, C2) and Nesterov's lower bound dotted;
+1. ``rate_curves``: suboptimality against k, log-log, a row per problem and a column per
+   family of methods (Polyak steps, D-Adaptation), each theorem's bound dashed in its
+   method's colour (A5, B2, C1, C2) and Nesterov's lower bound dotted on his own function;
 2. ``learning_rates``: the estimated step of the learning-rate-free methods (paper Fig. 1);
 3. ``tightness``: bound / observed against k;
 4. ``invariance``: uniform-scale invariance, and one coordinate converging early
-   (PS-DA-SGD against the naive conversion);
-5. ``rule_grid``: scaling rule x step-size rule, median final relative suboptimality.
+   (PS-DA-SGD's transfers against the naive conversion);
+5. ``rule_grid``: scaling rule x step-size rule, median final relative suboptimality, a
+   user's rules as more columns.
 
 Longer than the project's ~400 lines: five figures, each a data function (CSV rows) and a
 plot function made from the rows, sharing the palette and the saving helpers.
@@ -33,7 +35,7 @@ METHOD_COLOURS = {
     "dadapt_sgd": PALETTE[3],
     "ps_dadapt_sgd[amsgrad]": PALETTE[2],
     "ps_dadapt_sgd[adam]": PALETTE[4],
-    "ps_dadapt_sgd[adam,literal]": PALETTE[7],
+    "ps_dadapt_sgd[adam,literal]": "#8C8C8C",  # grey: yellow is unreadable on white
     "ps_dadapt_sgd[adam,naive]": PALETTE[6],
 }
 Rows = list[dict[str, Any]]
@@ -111,9 +113,9 @@ def _rate_methods(problem: Any, sol: Any, iters: int) -> dict[str, tuple[Any, st
 
 
 def rate_curve_data(problems: list[Any], iters: int) -> Rows:
-    from paramscale.proofs_check.claims import bound_series
-
     from paramscale import theory
+    from paramscale.proofs_check.claims import bound_series
+    from paramscale.proofs_check.quantities import nesterov_lower_bound
 
     rows: Rows = []
     for p in problems:
@@ -122,11 +124,13 @@ def rate_curve_data(problems: list[Any], iters: int) -> Rows:
             with np.errstate(all="ignore"):
                 traj = theory.run(opt, p, iters=iters, stop_on_nonfinite=True)
                 series = bound_series(claim, traj, p, sol)
-            # Nesterov's lower bound over the class of G-Lipschitz functions with
-            # ||x0 - x*|| = D (Thm 3.2.1): for every K some function in dimension K + 1 keeps
-            # every first-order method at least this far from f* after K steps
-            G, D = p.lipschitz, p.distance(p.x0)
-            lower = G * D / (2 * (2 + np.sqrt(series["k"] + 1)))
+            # Nesterov's lower bound (Thm 3.2.1, claim L1) bounds his own function, from 0:
+            # built for p active coordinates, every step k <= p - 1 stays above the level
+            # of K = p - 1; drawn there only
+            lower = np.full(len(series["k"]), np.nan)
+            if p.family == "nesterov_worst" and np.all(p.x0 == 0):
+                covered = series["k"] < p.params["p"]
+                lower[covered] = nesterov_lower_bound(p, p.params["p"] - 1)
             for k, obs, bd, lo in zip(
                 series["k"], series["observed"], series["bound"], lower, strict=True
             ):
@@ -145,58 +149,60 @@ def rate_curve_data(problems: list[Any], iters: int) -> Rows:
     return rows
 
 
+PANELS = {  # the methods each column of the rate curves shows: at most 5 curves a panel
+    "Polyak steps": ("sgd(C2 step)", "sps", "ps_sps[amsgrad]"),
+    "D-Adaptation": ("dadapt_sgd", "ps_dadapt_sgd[amsgrad]"),
+}
+
+
 def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
+    """Small multiples: a row per problem, a column per group of methods (``PANELS``); each
+    method's observed curve (solid) and its theorem's bound (dashed, its colour; o: C2 at
+    the final K); Nesterov's lower bound (dotted) on his own function only, for k < n."""
     plt = _plt()
-    families = list(dict.fromkeys(r["family"] for r in rows))
-    cols = min(3, len(families))
-    nrows = math.ceil(len(families) / cols)
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
     fig, axes = plt.subplots(
-        nrows, cols, figsize=(5 * cols, 3.4 * nrows + 0.8), squeeze=False, layout="constrained"
-    )
-    for ax, fam in zip(axes.flat, families, strict=False):
-        sub = [r for r in rows if r["family"] == fam]
+        len(problems), len(PANELS), figsize=(4.6 * len(PANELS), 2.1 * len(problems) + 1.6),
+        squeeze=False, sharex=True, layout="constrained",
+    )  # fmt: skip
+    for i, (row, prob) in enumerate(zip(axes, problems, strict=True)):
+        sub = [r for r in rows if r["problem"] == prob]
         start = max(r["observed"] for r in sub if r["k"] == 1)
-        for method in dict.fromkeys(r["method"] for r in sub):
-            m = [r for r in sub if r["method"] == method]
-            k = np.array([r["k"] for r in m])
-            obs = _finite(np.maximum(np.array([r["observed"] for r in m], float), 1e-16))
-            bd = _finite([r["bound"] for r in m])
-            c = METHOD_COLOURS.get(method, "grey")
-            ax.loglog(k, obs, color=c, lw=1.5, label=f"{method}")
-            if np.isfinite(bd).sum() == 1:
-                ax.loglog(k[np.isfinite(bd)], bd[np.isfinite(bd)], "o", color=c, mfc="none")
-            else:
-                ax.loglog(k, bd, "--", color=c, lw=1, label=f"{m[0]['claim']} bound")
-        first = [r for r in sub if r["method"] == sub[0]["method"]]
-        ax.loglog(
-            [r["k"] for r in first],
-            _finite([r["lower_bound"] for r in first]),
-            ":",
-            color="black",
-            lw=2,
-            label="Nesterov lower bound (class worst case)",
-        )
-        ax.set_ylim(top=1e4 * start)  # diverged runs and vacuous bounds run off the top
-        ax.set_title(sub[0]["problem"], fontsize=8)
-        ax.set_xlabel("step k")
-        ax.set_ylabel("f - f*", fontsize=8)
-    for ax in list(axes.flat)[len(families) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="lower center",
-        ncol=4,
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, -0.04 * nrows),
-    )
+        floor = min(max(r["observed"], 1e-16) for r in sub if np.isfinite(r["observed"]))
+        for ax, (title, methods) in zip(row, PANELS.items(), strict=True):
+            for method in methods:
+                m = [r for r in sub if r["method"] == method]
+                if not m:
+                    continue
+                k = np.array([r["k"] for r in m])
+                obs = _finite(np.maximum(np.array([r["observed"] for r in m], float), 1e-16))
+                bd = _finite([r["bound"] for r in m])
+                c = METHOD_COLOURS.get(method, "grey")
+                ax.loglog(k, obs, color=c, lw=1.5, label=method)
+                bound_label = f"{m[0]['claim']} bound"
+                if np.isfinite(bd).sum() == 1:
+                    ax.loglog(k[np.isfinite(bd)], bd[np.isfinite(bd)], "o", color=c, mfc="none",
+                              label=bound_label)  # fmt: skip
+                else:
+                    ax.loglog(k, bd, "--", color=c, lw=1, label=bound_label)
+            lower = [r for r in sub if r["method"] == methods[0] and np.isfinite(r["lower_bound"])]
+            if lower:
+                ax.loglog([r["k"] for r in lower], [r["lower_bound"] for r in lower], ":",
+                          color="black", lw=2, label="Nesterov's lower bound")  # fmt: skip
+            # bounds far above the start and the last decades of a fast run are clipped
+            ax.set_ylim(max(floor, start * 1e-8) / 3, 300 * start)
+            ax.tick_params(which="both", labelsize=7)
+            if i == 0:
+                ax.set_title(title, fontsize=10)
+                ax.legend(fontsize=6.5, frameon=False, loc="lower left", ncols=2)
+            if ax is row[0]:
+                ax.set_ylabel(f"{sub[0]['family']}\nf - f*", fontsize=8)
+            if i == len(problems) - 1:
+                ax.set_xlabel("step k", fontsize=8)
     fig.suptitle(
-        "Rate curves: observed (solid; best so far, D-Adaptation methods: weighted "
-        "average iterate), the theorem's bound (dashed; o: C2 at the final K), "
-        "Nesterov's lower bound (dotted)",
-        fontsize=10,
+        "Observed f - f* (solid: best so far; D-Adaptation: its weighted average iterate) "
+        "and each\ntheorem's bound (dashed, same colour), on the convex suite",
+        fontsize=9,
     )
     return _save(fig, out, "rate_curves")
 
@@ -205,10 +211,9 @@ def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def learning_rate_data(problems: list[Any], iters: int) -> Rows:
+    from paramscale import theory
     from paramscale.theory import optimizers
     from paramscale.theory import scaling as rules
-
-    from paramscale import theory
 
     rows: Rows = []
     for p in problems:
@@ -241,18 +246,24 @@ def learning_rate_plot(rows: Rows, out: Path) -> list[Path]:
     problems = list(dict.fromkeys(r["problem"] for r in rows))
     fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 3.8), squeeze=False)
     for ax, prob in zip(axes.flat, problems, strict=True):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            m = [r for r in rows if r["problem"] == prob and r["method"] == method]
+        sub = [r for r in rows if r["problem"] == prob]
+        first = _finite([r["lr"] for r in sub if r["k"] == 1])
+        top = 1e4 * np.nanmax(first)  # a curve that blows up leaves the panel, marked so
+        for method in dict.fromkeys(r["method"] for r in sub):
+            m = [r for r in sub if r["method"] == method]
+            lr = _finite([r["lr"] for r in m])
+            off = np.nanmax(lr) > top
             ax.loglog(
                 [r["k"] for r in m],
-                _finite([r["lr"] for r in m]),
+                lr,
                 color=METHOD_COLOURS.get(method, "grey"),
-                label=method,
+                label=method + (" (off the top)" if off else ""),
             )
+        ax.set_ylim(top=top)
         ax.set_title(prob, fontsize=8)
         ax.set_xlabel("step k")
         ax.set_ylabel("estimated step lam_k / median(alpha_k)^2")
-    axes.flat[0].legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Learning rates estimated by the learning-rate-free methods")
     return _save(fig, out, "learning_rates")
 
@@ -284,10 +295,15 @@ def tightness_plot(rows: Rows, out: Path) -> list[Path]:
 
 
 def invariance_data(iters: int) -> Rows:
+    """Left: PS-DA-SGD on badly scaled LAD with alpha, 1e-3 alpha and 1e3 alpha (the same
+    iterates). Right: one coordinate's gradient becomes exactly 0 for ever under
+    Adam(beta2 = 0.9), on a problem where nothing else changes the other coordinates'
+    metric (``steady_stopping``): their step under the default transfer, the ``min``
+    transfer and the naive conversion of paper section 4.1."""
+    from paramscale import synthetic, theory
+    from paramscale.synthetic.transforms import steady_stopping
     from paramscale.theory import optimizers
     from paramscale.theory import scaling as rules
-
-    from paramscale import synthetic, theory
 
     p = synthetic.lad(60, 8, 2.0, seed=0)
     sol = p.solve()
@@ -299,12 +315,10 @@ def invariance_data(iters: int) -> Rows:
             rows.append(
                 {"panel": "invariance", "series": f"alpha x {t:g}", "k": k, "value": f - sol.f}
             )
-    # one coordinate's gradient becomes exactly 0 (its alpha -> sqrt(eps) under Adam)
-    from paramscale.synthetic.transforms import stopping_coordinate
-
-    early = stopping_coordinate(p, j=0)
+    early = steady_stopping(n=6, seed=0)
     for label, kw in (
-        ("PS-DA-SGD", {}),
+        ("PS-DA-SGD (default)", {}),
+        ("transfer='min'", {"transfer": "min"}),
         ("naive conversion", {"normaliser": "g0/alpha_k", "transfer": "none"}),
     ):
         traj = theory.run(
@@ -334,11 +348,15 @@ def invariance_plot(rows: Rows, out: Path) -> list[Path]:
     a1.set_xlabel("step k")
     a1.set_ylabel("f(x_k) - f*")
     a1.legend(fontsize=8, frameon=False)
-    colours = {"PS-DA-SGD": METHOD_COLOURS["ps_dadapt_sgd[adam]"], "naive conversion": "black"}
+    colours = {
+        "PS-DA-SGD (default)": METHOD_COLOURS["ps_dadapt_sgd[adam]"],
+        "transfer='min'": PALETTE[3],
+        "naive conversion": "black",
+    }
     for s in dict.fromkeys(r["series"] for r in rows if r["panel"] == "early"):
         m = [r for r in rows if r["series"] == s]
         a2.loglog([r["k"] for r in m], _finite([r["value"] for r in m]), color=colours[s], label=s)
-    a2.set_title("one coordinate converges early: the others' step", fontsize=9)
+    a2.set_title("one coordinate stops (Adam, beta2 = 0.9): the others' step", fontsize=9)
     a2.set_xlabel("step k")
     a2.set_ylabel("median step of the other coordinates")
     a2.legend(fontsize=8, frameon=False)
@@ -348,11 +366,12 @@ def invariance_plot(rows: Rows, out: Path) -> list[Path]:
 # -- 5. rule grid --------------------------------------------------------------------------
 
 
-def rule_grid_data(problems: list[Any], iters: int) -> Rows:
+def rule_grid_data(problems: list[Any], iters: int, extra: dict[str, Any] | None = None) -> Rows:
+    """Scaling rule x step-size rule: the median over ``problems`` of min f - f* over
+    f(x0) - f*; ``extra``: a user's rules (name -> rule object), as more columns."""
+    from paramscale import theory
     from paramscale.theory import optimizers
     from paramscale.theory import scaling as rules
-
-    from paramscale import theory
 
     by_name = {
         "identity": rules.identity,
@@ -362,13 +381,16 @@ def rule_grid_data(problems: list[Any], iters: int) -> Rows:
         "amsgrad": rules.amsgrad,
         "lars": rules.lars,
         "lamb": rules.lamb,
+        **{name: (lambda rule=rule: rule) for name, rule in (extra or {}).items()},
     }
     steps: dict[str, Callable[[Any, Any], Any]] = {
         "polyak (PS-SPS)": lambda sol, r: optimizers.ps_sps(
             sol.f, scaling=r, f_star_tol=1e-9 * max(1.0, abs(sol.f)) + 10 * sol.gap
         ),
         "dadapt (PS-DA-SGD)": lambda sol, r: optimizers.ps_dadapt_sgd(scaling=r),
-        "dadapt, shrink": lambda sol, r: optimizers.ps_dadapt_sgd(scaling=r, transfer="shrink"),
+        "dadapt, literal": lambda sol, r: optimizers.ps_dadapt_sgd(
+            scaling=r, transfer="max", normaliser="max_alpha"
+        ),
     }
     rows: Rows = []
     for step_name, make in steps.items():
@@ -419,7 +441,7 @@ def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
             ax.text(
                 j,
                 i,
-                "div" if not np.isfinite(z[i, j]) else f"{z[i, j]:.0e}",
+                "div" if not np.isfinite(z[i, j]) else f"{z[i, j]:.3g}",
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -435,32 +457,51 @@ def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
 # -- all of them ---------------------------------------------------------------------------
 
 
-def make_all(out: Path, iters: int = 300, quick: bool = False, progress=print) -> list[Path]:
+def make_all(
+    out: Path,
+    iters: int = 300,
+    quick: bool = False,
+    progress: Callable[[str], None] = print,
+    problems: list[Any] | None = None,
+    rules: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Every figure into ``out``; ``problems``: a user's problems instead of the default
+    suite (Nesterov's function is then left out), ``rules``: a user's scaling rules (name ->
+    rule), added to the rule grid as columns."""
     from paramscale import synthetic
+
     out.mkdir(parents=True, exist_ok=True)
-    fams = ["lad", "hinge", "max_affine", "huber", "logistic", "l1_ball"]
-    problems = [synthetic.FAMILIES[f](scale=2.0, seed=0) for f in fams]
-    problems.append(synthetic.nesterov_worst())
+    if problems is None:
+        fams = ["lad", "hinge", "max_affine", "huber", "logistic", "l1_ball"]
+        problems = [synthetic.FAMILIES[f](scale=2.0, seed=0) for f in fams]
+        problems.append(synthetic.nesterov_worst())
+        if quick:
+            problems = problems[:2] + problems[-1:]
     if quick:
-        problems = problems[:2] + problems[-1:]
         iters = min(iters, 60)
+    convex = [p for p in problems if p.family != "nesterov_worst"] or problems
+    lr_problems = [convex[0]] + [p for p in problems[-1:] if p is not convex[0]]
     written: list[Path] = []
     jobs = [
         ("rate_curves", lambda: rate_curve_data(problems, iters), rate_curve_plot),
         (
             "learning_rates",
-            lambda: learning_rate_data([problems[0], problems[-1]], iters),
+            lambda: learning_rate_data(lr_problems, iters),
             learning_rate_plot,
         ),
         (
             "tightness",
             lambda: [
-                r for r in rate_curve_data(problems[:1], iters) if r["method"] != "sgd(C2 step)"
+                r for r in rate_curve_data(convex[:1], iters) if r["method"] != "sgd(C2 step)"
             ],
             tightness_plot,
         ),
         ("invariance", lambda: invariance_data(iters), invariance_plot),
-        ("rule_grid", lambda: rule_grid_data(problems[:-1], min(iters, 200)), rule_grid_plot),
+        (
+            "rule_grid",
+            lambda: rule_grid_data(convex, min(iters, 200), rules),
+            rule_grid_plot,
+        ),
     ]
     for name, data, plot in jobs:
         progress(f"  {name}")

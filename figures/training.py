@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from paramscale.figures.plots import PALETTE, _plt, _save
 
+from paramscale.figures.plots import PALETTE, _plt, _save
 from paramscale.train.report import best_of_grids, good_band, summarize
 from paramscale.train.tasks import TASKS
 

@@ -48,6 +48,7 @@ def _optimizers(device: str) -> dict[str, Callable]:
     import prodigyopt
 
     from paramscale import torch_impl
+
     out: dict[str, Callable] = {
         "Adam(foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
         "Adam(fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),

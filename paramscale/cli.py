@@ -1,4 +1,4 @@
-"""``paramscale``: the command line (SPEC section 9).
+"""``paramscale``: the command line (docs/spec.md section 9).
 
 Longer than the project's ~400 lines: one function per subcommand, each parsing its
 arguments into a call of the module that does the work, and the argparse definitions;
@@ -205,12 +205,23 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from paramscale.figures import plots
+    from paramscale.proofs_check.validate import RuleInputError
 
+    try:
+        problems, rules = _user_inputs(args)
+    except RuleInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     print(f"writing figures to {out}/", file=sys.stderr)
     t0 = time.perf_counter()
     written = plots.make_all(
-        out, args.iters, args.quick, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        out,
+        args.iters,
+        args.quick,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+        problems=problems,
+        rules=rules,
     )
     for path in written:
         print(path)
@@ -233,7 +244,7 @@ def _validate_rule(args: argparse.Namespace) -> int:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2
     print(report.markdown())
-    written = validate.write_report(report, rule, Path(args.out))
+    written = validate.write_report(report, rule, Path(args.out), problems)
     print(f"report: {written[0]} (figure: {written[1]})")
     if args.train:
         import os
@@ -376,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "check",
         help="check the paper's convergence claims on the synthetic suite",
-        description="Evaluate every applicable claim of SPEC section 4 (A1-A6, B1-B5, C1, C2, "
+        description="Evaluate every applicable claim of docs/spec.md section 4 (A1-A6, B1-B5, "
+        "C1, C2, "
         "L1) on the default suite and print a table (claim x family: checks that hold / "
         "worst relative margin / median tightness = bound/observed). Exit status 1 when a "
         "theorem fails; conjectures (marked *) are measured and reported.",
@@ -450,6 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="figures/out", help="output folder (default figures/out)")
     pl.add_argument("--iters", type=int, default=300, help="steps per run (default 300)")
     pl.add_argument("--quick", action="store_true", help="three problems, 60 steps")
+    pl.add_argument(
+        "--problem", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's problem(s) instead of the default suite (see compare --problem); "
+        "repeatable",
+    )  # fmt: skip
+    pl.add_argument(
+        "--rule", action="append", default=[], metavar="MODULE:ATTR",
+        help="a user's scaling rule, a column of the rule grid; repeatable",
+    )  # fmt: skip
     pl.set_defaults(func=_plot)
 
     v = sub.add_parser(
@@ -458,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a scaling rule from 'module:attr' or 'file.py:attr' (a class is "
         "instantiated with no arguments) and check: alpha positive and finite; monotone if "
         "declared; bounded; uniform-scale and permutation invariances of PS-SPS and PS-DA-SGD "
-        "on it; every claim of SPEC section 4 on the quick suite (with a counterexample "
+        "on it; every claim of docs/spec.md section 4 on the quick suite (with a counterexample "
         "search when a theorem fails); NumPy/torch agreement. Writes a Markdown report and a "
         "figure. Exit status: 0 passes, 1 a check failed, 2 bad input.",
     )

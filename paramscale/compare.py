@@ -190,8 +190,10 @@ def format_wide(results: list[Result], methods: list[str]) -> str:
     rows = _by_problem(results)
     width = max(len(p) for p in rows) + 1
     cols = [max(len(m), 9) for m in methods]
-    head = "problem".ljust(width) + f"{'f(x0)-f*':>9} " + " ".join(
-        m.rjust(c) for m, c in zip(methods, cols, strict=True)
+    head = (
+        "problem".ljust(width)
+        + f"{'f(x0)-f*':>9} "
+        + " ".join(m.rjust(c) for m, c in zip(methods, cols, strict=True))
     )
     lines = [head, "-" * len(head)]
     for name, by_method in rows.items():

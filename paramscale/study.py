@@ -36,7 +36,7 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     {},  # the default
     *({"transfer": t} for t in ("min", "max", "max_alpha", "rms_alpha", "displacement",
                                  "shrink", "none")),
-    {"transfer": "max", "normaliser": "max_alpha"},  # SPEC 3.2, the literal reading
+    {"transfer": "max", "normaliser": "max_alpha"},  # docs/spec.md 3.2, the literal reading
     {"transfer": "shrink", "normaliser": "max_alpha"},
     {"transfer": "none", "normaliser": "max_alpha"},
     {"normaliser": "max_alpha"},  # ablations of the default
@@ -103,6 +103,7 @@ def spec(options: dict[str, Any], family: str = "PSDASGD") -> str:
 def _final(opt: Any, problem: Any, solution: Any) -> tuple[float, float]:
     """(final f - f*, final step lam) of a 400-step run; (inf, nan) when it diverged."""
     from paramscale import theory
+
     with np.errstate(all="ignore"):
         traj = theory.run(opt, problem, iters=CONVEX_STEPS, stop_on_nonfinite=True)
     if "stopped_at" in traj.info or not np.isfinite(traj.f[-1]):

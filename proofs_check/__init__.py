@@ -1,4 +1,4 @@
-"""The paper's convergence claims (SPEC section 4) as executable checks."""
+"""The paper's convergence claims (docs/spec.md section 4) as executable checks."""
 
 from paramscale.proofs_check.claims import CLAIMS, Claim, Result, check
 from paramscale.proofs_check.runner import sweep

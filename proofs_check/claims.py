@@ -12,6 +12,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+
 from paramscale.proofs_check import quantities
 from paramscale.proofs_check.quantities import Result, compare
 from paramscale.theory.scaling import identity
@@ -426,7 +427,7 @@ CLAIMS: dict[str, Claim] = {
 
 
 def check(claim_id: str, trajectory: Any, problem: Any, solution: Any) -> Result:
-    """Evaluate one claim on a recorded trajectory (SPEC section 9)."""
+    """Evaluate one claim on a recorded trajectory (docs/spec.md section 9)."""
     if claim_id not in CLAIMS:
         raise ValueError(f"Invalid claim_id: {claim_id!r} (expected one of {tuple(CLAIMS)})")
     return CLAIMS[claim_id].check(trajectory, problem, solution)

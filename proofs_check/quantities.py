@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from paramscale.theory.combinator import ParameterScaled
 
 TOL = 1e-9  # float64 round-off on bounds that are attained exactly (A2 where f is linear)

@@ -2,7 +2,7 @@
 
 Cases: every problem of the suite x every scaling rule (identity, Adam, AMSGrad, AdaGrad,
 RMSProp) x the methods the claims are about, all deterministic (full gradient), ``c = 1``,
-``eta_max = inf``, momentum 0 (SPEC section 4):
+``eta_max = inf``, momentum 0 (docs/spec.md section 4):
 
 - ``ps_sps``: PS-SPS (A1-A6, B2, C1 with identity, L1 on Nesterov's function);
 - ``ps_dadapt_sgd``: PS-DA-SGD, constant schedule (B1-B4, and A1/A3/A4/B2);
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from paramscale import synthetic, theory
 from paramscale.proofs_check.claims import CLAIMS, Result
 from paramscale.theory import optimizers
 from paramscale.theory import scaling as rules
-
-from paramscale import synthetic, theory
 
 RULES: dict[str, Callable[[], Any]] = {
     "identity": rules.identity,

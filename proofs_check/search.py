@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import paramscale.synthetic.strategies as sst
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
+
+import paramscale.synthetic.strategies as sst
+from paramscale import synthetic, theory
 from paramscale.proofs_check.claims import CLAIMS, Result
 from paramscale.proofs_check.runner import RULES, Case, build_optimizer
-
-from paramscale import synthetic, theory
 
 METHODS = ("ps_sps", "ps_dadapt_sgd", "ps_dadapt_sgd_decay", "sgd_c2")
 

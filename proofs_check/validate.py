@@ -1,5 +1,5 @@
 """``validate_rule``: put a new scaling rule through everything the theory needs
-(SPEC section 8) and say which theorems now apply.
+(docs/spec.md section 8) and say which theorems now apply.
 
 1. interface and output shape (a wrong shape is bad input, not a finding);
 2. positivity and finiteness of alpha on gradient histories from the suite, plus zero,
@@ -7,7 +7,7 @@
 3. monotonicity (the hypothesis of A1/A4/B1 and of A5's a-priori form), when the rule
    declares it, and boundedness (max alpha**2 / G_inf);
 4. uniform-scale invariance and permutation equivariance of PS-SPS and PS-DA-SGD on it;
-5. every claim of SPEC section 4 on the quick suite, with the rule in the sweep;
+5. every claim of docs/spec.md section 4 on the quick suite, with the rule in the sweep;
 6. NumPy / torch agreement when the rule runs on torch tensors;
 7. on a failed theorem, a hypothesis search for the smallest counterexample.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from paramscale import synthetic, theory
 from paramscale.proofs_check import runner, search
 from paramscale.synthetic.transforms import permuted
 from paramscale.theory import optimizers
 from paramscale.theory import scaling as rules
-
-from paramscale import synthetic, theory
 
 
 class RuleInputError(ValueError):
@@ -266,6 +266,7 @@ def _torch_check(rule: Any, iters: int = 40) -> Check:
         import torch
 
         from paramscale import torch_impl
+
         p = synthetic.lad(30, 6, 1.0, seed=3)
         x0 = p.x0 + np.linspace(-1, 1, p.n)
         ours = theory.run(optimizers.ps_dadapt_sgd(scaling=rule), p, x0=x0, iters=iters).x
@@ -332,8 +333,14 @@ def validate_rule(
     return report
 
 
-def write_report(report: RuleReport, rule: Any, out: Path) -> list[Path]:
-    """The Markdown report and a figure: PS-SPS and PS-DA-SGD on the rule, quick suite."""
+def write_report(
+    report: RuleReport, rule: Any, out: Path, problems: list[Any] | None = None
+) -> list[Path]:
+    """The Markdown report and a figure: a row per step rule (PS-SPS, PS-DA-SGD), a column
+    per problem (``problems``, else four of the quick suite), the rule in black against the
+    identity (plain SPS / DA-SGD), Adam and AMSGrad scalings in the figures' colours."""
+    from paramscale.figures.plots import PALETTE
+
     out.mkdir(parents=True, exist_ok=True)
     md = out / "report.md"
     import matplotlib
@@ -341,25 +348,38 @@ def write_report(report: RuleReport, rule: Any, out: Path) -> list[Path]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    problems = runner.default_problems(quick=True)[:4]
+    problems = (problems or runner.default_problems(quick=True))[:4]
+    steps = {
+        "PS-SPS": lambda sol, r: optimizers.ps_sps(sol.f, scaling=r, f_star_tol=1e-8),
+        "PS-DA-SGD": lambda sol, r: optimizers.ps_dadapt_sgd(scaling=r),
+    }
+    scalings = {  # the user's rule first and wide, so a reference curve on it stays visible
+        rule.name: (rule, "#000000", 2.5),
+        "identity": (rules.identity(), PALETTE[5], 1.0),
+        "adam": (rules.adam(), PALETTE[3], 1.0),
+        "amsgrad": (rules.amsgrad(), PALETTE[2], 1.0),
+    }
     fig, axes = plt.subplots(
-        1, len(problems), figsize=(4 * len(problems), 3.2), layout="constrained"
-    )
-    for ax, p in zip(axes, problems, strict=True):
+        len(steps), len(problems), figsize=(3.6 * len(problems), 5.6), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for col, p in enumerate(problems):
         sol = p.solve()
-        for label, opt in (
-            ("PS-SPS", optimizers.ps_sps(sol.f, scaling=rule, f_star_tol=1e-8)),
-            ("PS-DA-SGD", optimizers.ps_dadapt_sgd(scaling=rule)),
-        ):
-            with np.errstate(all="ignore"):
-                traj = theory.run(opt, p, iters=200, stop_on_nonfinite=True)
-            best = np.minimum.accumulate(np.maximum(traj.f - sol.f, 1e-16))
-            ax.loglog(np.arange(1, len(best) + 1), best, label=label)
-        ax.set_title(p.name, fontsize=8)
-        ax.set_xlabel("step k")
-        ax.set_ylabel("best f - f*")
-    axes[0].legend(fontsize=8, frameon=False)
-    fig.suptitle(f"{rule.name}: PS-SPS and PS-DA-SGD on the quick suite", fontsize=10)
+        for row, (step_name, make) in enumerate(steps.items()):
+            ax = axes[row, col]
+            for label, (scaling, colour, width) in scalings.items():
+                with np.errstate(all="ignore"):
+                    traj = theory.run(make(sol, scaling), p, iters=200, stop_on_nonfinite=True)
+                best = np.minimum.accumulate(np.maximum(traj.f - sol.f, 1e-16))
+                ax.loglog(np.arange(1, len(best) + 1), best, label=label, color=colour, lw=width)
+            ax.set_title(f"{step_name}: {p.name}", fontsize=8)
+            ax.set_xlabel("step k", fontsize=8)
+            ax.set_ylabel("best f - f*", fontsize=8)
+            ax.tick_params(which="both", labelsize=7)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle(
+        f"{rule.name} (black) against the identity, Adam and AMSGrad scalings", fontsize=10
+    )
     png = out / "rate_curves.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""Convex Lipschitz problems with certified exact solutions (SPEC section 5)."""
+"""Convex Lipschitz problems with certified exact solutions (docs/spec.md section 5)."""
 
 from paramscale.synthetic.data import from_data
 from paramscale.synthetic.families import (

@@ -14,9 +14,10 @@ import hashlib
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linprog
+
 from paramscale.synthetic import families as fam
 from paramscale.synthetic.problem import Problem
-from scipy.optimize import linprog
 
 KINDS = ("lad", "hinge", "huber", "logistic", "max_affine")
 LABELLED = ("hinge", "logistic")  # b holds labels, -1 or +1

@@ -1,4 +1,4 @@
-"""Problem families (SPEC section 5): all convex and Lipschitz, each with an independent
+"""Problem families (docs/spec.md section 5): all convex and Lipschitz, each with an independent
 second solver. ``scale`` > 0 gives the badly scaled variant: columns of the design (or
 coordinates) multiplied by ``exp(N(0, scale))``, the regime where adaptive scaling matters.
 """
@@ -9,8 +9,9 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
-from paramscale.synthetic.problem import Problem
 from scipy.optimize import linprog, minimize
+
+from paramscale.synthetic.problem import Problem
 
 
 def _design(rng: np.random.Generator, m: int, n: int, scale: float) -> np.ndarray:
@@ -254,7 +255,7 @@ class NesterovWorst(Problem):
         return True  # mu-strongly convex
 
 
-# -- constructors (SPEC section 9 names) -------------------------------------------------
+# -- constructors (docs/spec.md section 9 names) -------------------------------------------------
 
 
 DERIVED = ("gamma", "mu", "lam")  # parameters computed from the others: kept out of names
@@ -423,9 +424,7 @@ def breast_cancer_hinge() -> Problem:
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     y = np.where(t > 0, 1.0, -1.0)
     params = {"m": A.shape[0], "n": A.shape[1], "l1": 0.0, "dataset": "breast_cancer"}
-    return make(
-        Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], mean_abs_bound(A), A.shape[0]
-    )
+    return make(Hinge, "hinge", params, {"A": A, "y": y}, A.shape[1], mean_abs_bound(A), A.shape[0])
 
 
 def from_params(family: str, params: dict[str, Any]) -> Problem:

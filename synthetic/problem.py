@@ -1,5 +1,5 @@
 """The ``Problem`` base class: objective, subgradient, per-sample losses, Lipschitz bound,
-and the exact solution with a certificate (SPEC section 5)."""
+and the exact solution with a certificate (docs/spec.md section 5)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
+
 from paramscale.synthetic.solve import Solution, certified_solve, nearest_solution
 
 
@@ -78,7 +79,7 @@ class Problem:
         self, x0: np.ndarray, a: np.ndarray | None = None, tol: float | None = None
     ) -> float:
         """``D_a = ||x0 - x*||_a`` to the solution closest to ``x0`` in the metric ``a``
-        (SPEC section 1): ``min ||a*(x0 - y)|| s.t. f(y) <= f* + tol``."""
+        (docs/spec.md section 1): ``min ||a*(x0 - y)|| s.t. f(y) <= f* + tol``."""
         return nearest_solution(self, np.asarray(x0, dtype=np.float64), a, tol)[0]
 
     def with_start(self, x0: np.ndarray) -> Problem:

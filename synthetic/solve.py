@@ -1,5 +1,5 @@
 """Certified exact solutions: cvxpy + Clarabel, checked against an independent second
-solver, cached on disk by the problem's content hash (SPEC section 5, user-needs B1-B5).
+solver, cached on disk by the problem's content hash (docs/spec.md section 5, user-needs B1-B5).
 
 Never trust a status alone: the objective is re-evaluated in float64 NumPy at both
 solutions, the two values must agree to ``AGREE_RTOL * max(1, |f*|)``, and the lower
@@ -130,7 +130,7 @@ def nearest_solution(
 def _nearest_solution(
     problem: Problem, x0: np.ndarray, a: np.ndarray | None, tol: float | None
 ) -> tuple[float, np.ndarray]:
-    """``D_a = min ||a*(x0 - y)||_2 s.t. f(y) <= f* + tol`` (SPEC section 1).
+    """``D_a = min ||a*(x0 - y)||_2 s.t. f(y) <= f* + tol`` (docs/spec.md section 1).
 
     Where the minimiser is provably unique (``Problem.unique_minimizer``) this is
     ``||a*(x0 - x*)||`` exactly; otherwise the level-set problem is solved with Clarabel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hypothesis import strategies as st
+
 from paramscale.synthetic import families as fam
 from paramscale.synthetic.problem import Problem
 from paramscale.theory import scaling
@@ -51,7 +52,7 @@ def starting_points(problem: Problem, radius: float = 3.0) -> st.SearchStrategy:
 
 
 def scaling_rules(monotone_only: bool = False) -> st.SearchStrategy:
-    """A scaling rule of SPEC section 2 with drawn hyperparameters."""
+    """A scaling rule of docs/spec.md section 2 with drawn hyperparameters."""
     beta2 = st.sampled_from((0.9, 0.99, 0.999))
     eps = st.sampled_from((1e-8, 1e-6))
     monotone = [

@@ -11,7 +11,7 @@ import numpy as np
 
 def permuted(problem: Any, perm: np.ndarray) -> SimpleNamespace:
     """``problem`` with its coordinates permuted: ``x' = x[perm]`` (permutation
-    equivariance, SPEC 3.1/3.2). The trajectory from ``x0[perm]`` is the permuted one."""
+    equivariance, docs/spec.md 3.1/3.2). The trajectory from ``x0[perm]`` is the permuted one."""
     inv = np.argsort(perm)
     return SimpleNamespace(
         f=lambda x, idx=None: problem.f(x[inv], idx),
@@ -51,9 +51,7 @@ def stopping_coordinate(problem: Any, j: int = 0, margin: float = 1e-9) -> Simpl
     )
 
 
-def steady_stopping(
-    n: int = 5, seed: int = 0, j: int = 0, margin: float = 1e-9
-) -> SimpleNamespace:
+def steady_stopping(n: int = 5, seed: int = 0, j: int = 0, margin: float = 1e-9) -> SimpleNamespace:
     """``sum_{i != j} c_i |x_i - a_i| + c_j max(0, x_j - t)`` from x0 = 0: the other
     coordinates' gradients keep a constant magnitude ``c_i`` (their targets ``|a_i| >= 1``
     lie far from where a few hundred small steps go, and past them the sign flips, not the

@@ -1,6 +1,6 @@
 """Step-for-step comparison of a NumPy optimizer against a torch oracle.
 
-As baselines.md section 14 advises: the gradient is computed in NumPy from each side's
+As docs/baselines.md section 14 advises: the gradient is computed in NumPy from each side's
 own current iterate and assigned to ``p.grad``, so only optimizer arithmetic is compared;
 the vector is split into two tensors so per-tensor and global logic are both exercised.
 """
@@ -59,7 +59,7 @@ def oracle_trajectory(
 
 
 def max_rel_dev(a: np.ndarray, b: np.ndarray) -> float:
-    """max over the trajectory of |a - b| / max|b| (baselines.md section 14 metric)."""
+    """max over the trajectory of |a - b| / max|b| (docs/baselines.md section 14 metric)."""
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 

@@ -1,6 +1,6 @@
 """Every baseline equals its authors' code step for step (float64, relative 1e-10 over
 200 steps, two tensors so per-tensor and layer-wise logic is exercised), plus the
-first-step anchors of baselines.md section 14 as independent checks."""
+first-step anchors of docs/baselines.md section 14 as independent checks."""
 
 import dadaptation
 import dog
@@ -11,9 +11,9 @@ import prodigyopt
 import pytest
 import schedulefree
 import torch
-from paramscale.theory import optimizers as O
 
 from paramscale import synthetic, theory
+from paramscale.theory import optimizers as O
 from tests.oracle import max_rel_dev, oracle_trajectory
 
 STEPS = 200
@@ -83,7 +83,7 @@ def test_equals_official_code(case, problem, float64_default):
 
 
 def test_first_step_anchors():
-    """x_1 - x_0 from the closed forms of baselines.md section 14."""
+    """x_1 - x_0 from the closed forms of docs/baselines.md section 14."""
     p = PROBLEMS[0]
     x0 = np.linspace(-1.0, 1.0, p.n)
     g = p.grad(x0)
@@ -127,7 +127,7 @@ def test_ldog_is_per_layer():
     "opt", [O.dadapt_adam(), O.prodigy(), O.cocob(), O.dog()], ids=lambda o: o.name
 )
 def test_zero_first_gradient_does_not_move(opt):
-    """Edge case of baselines.md 14, mirrored: no move (and for D-Adapt Adam / Prodigy, k
+    """Edge case of docs/baselines.md 14, mirrored: no move (and for D-Adapt Adam / Prodigy, k
     is not advanced, as in the official code)."""
     x = np.array([1.0, -2.0, 0.5])
     x1, state, _ = opt.step(opt.init(x), x, 1.0, np.zeros(3))
@@ -169,7 +169,7 @@ def test_lr_zero_returns_without_moving(opt):
 
 def test_dadapt_sgd_schedule_reaching_zero_is_not_an_error():
     """The official DAdaptSGD raises UnboundLocalError when the schedule reaches lr = 0
-    (baselines.md 4); here the step is 0 and d is kept: fixed, not mirrored."""
+    (docs/baselines.md 4); here the step is 0 and d is kept: fixed, not mirrored."""
     p = PROBLEMS[0]
     traj = theory.run(O.dadapt_sgd(schedule=lambda k: max(0.0, 1 - k / 10)), p, iters=20)
     assert np.all(traj.lr[10:] == 0) and np.all(traj.x[11:] == traj.x[11])

@@ -1,4 +1,4 @@
-"""The command line: every subcommand has --help (SPEC section 9); the main job runs."""
+"""The command line: every subcommand has --help (docs/spec.md section 9); the main job runs."""
 
 import pytest
 

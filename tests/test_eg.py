@@ -5,10 +5,10 @@ torch.optim with its adaptation switched off."""
 import numpy as np
 import pytest
 import torch
-from paramscale.theory import optimizers as O
 
 from paramscale import synthetic, theory
 from paramscale import torch_impl as T
+from paramscale.theory import optimizers as O
 from tests.oracle import max_rel_dev, oracle_trajectory
 
 PROBLEMS = {
@@ -43,9 +43,7 @@ def test_without_adaptation_it_is_torch_adam_and_sgd():
     ref = theory.run(O.eg_stepsize(lr=1e-2, mu=0.0, base="adam", **off), p, iters=STEPS)
     assert max_rel_dev(ref.x, adam) <= 1e-12
     sgd = oracle_trajectory(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), p, p.x0, 50)
-    ours = oracle_trajectory(
-        lambda ps: T.EGStepSize(ps, lr=0.05, base="sgd", **off), p, p.x0, 50
-    )
+    ours = oracle_trajectory(lambda ps: T.EGStepSize(ps, lr=0.05, base="sgd", **off), p, p.x0, 50)
     assert max_rel_dev(ours, sgd) <= 1e-12
 
 

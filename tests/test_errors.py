@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from paramscale.theory import optimizers as O
-from paramscale.theory import scaling as S
 
 from paramscale import synthetic, theory
+from paramscale.theory import optimizers as O
+from paramscale.theory import scaling as S
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_sps_at_optimum_does_not_move():
 
 
 def test_dadapt_zero_first_gradient_then_continues():
-    """D-Adapt SGD divides by ||g_0|| = 0 (ZeroDivisionError, baselines.md 4); here the first
+    """D-Adapt SGD divides by ||g_0|| = 0 (ZeroDivisionError, docs/baselines.md 4); here the first
     nonzero gradient defines ||g_0|| and the run continues as if it were the first."""
     opt = O.dadapt_sgd()
     x = np.array([1.0, 2.0])

@@ -2,9 +2,9 @@
 rate-curve CSV has every theorem bound above the observed curve."""
 
 import numpy as np
-import paramscale.figures.plots as F
 import pytest
 
+import paramscale.figures.plots as F
 from paramscale.cli import main
 
 
@@ -50,14 +50,14 @@ def test_bounds_lie_above_observed_where_the_theorem_applies(figdir):
         if np.isfinite(r["bound"]) and np.isfinite(r["observed"]):
             assert r["observed"] <= r["bound"] * (1 + 1e-9) + 1e-12, r
             checked += 1
-    # claim L1 on Nesterov's function itself (n = 20): for k <= n - 1, no method beats
-    # G D / (2 (2 + sqrt(n)))
+    # claim L1 on Nesterov's function itself (n = p = 20, M = R = 1): for k <= n - 1, no
+    # method beats M R / (2 (2 + sqrt(n))), and the CSV's dotted line is that level
     nest = [r for r in rows if r["family"] == "nesterov_worst" and r["k"] <= 19]
-    n_dim = 20
-    G_D = nest[0]["lower_bound"] * 2 * (2 + np.sqrt(2))  # the CSV's curve at k = 1 is G D/...
-    assert nest and all(
-        r["observed"] >= G_D / (2 * (2 + np.sqrt(n_dim))) * (1 - 1e-9) for r in nest
-    )
+    level = 1.0 / (2 * (2 + np.sqrt(20)))
+    assert nest and all(r["lower_bound"] == pytest.approx(level, rel=1e-12) for r in nest)
+    assert all(r["observed"] >= level * (1 - 1e-9) for r in nest)
+    later = [r for r in rows if r["family"] == "nesterov_worst" and r["k"] > 19]
+    assert later and all(np.isnan(r["lower_bound"]) for r in later)
     assert checked > 100
 
 
@@ -67,3 +67,20 @@ def test_bound_check_catches_a_planted_error(figdir):
     shrunk = [r["bound"] / 100 for r in rows if np.isfinite(r["bound"])]
     observed = [r["observed"] for r in rows if np.isfinite(r["bound"])]
     assert any(o > b for o, b in zip(observed, shrunk, strict=True))
+
+
+def test_a_users_problems_and_rule_are_plotted(tmp_path):
+    """plot --problem / --rule (by module path): the user's problems replace the suite in
+    every figure, and the user's rule is a column of the rule grid."""
+    rule = "examples/max_normalised_adam.py:max_normalised_adam"
+    args = ["plot", "--iters", "20", "--out", str(tmp_path), "--rule", rule]
+    assert main([*args, "--problem", "examples/my_data.py:problems"]) == 0
+    rates = F.read_csv(tmp_path / "rate_curves.csv")
+    assert {r["problem"] for r in rates} == {
+        "lad(m=442,n=11,dataset=user:diabetes)",
+        "huber(m=442,n=11,dataset=user:diabetes,delta=10)",
+    }
+    grid = F.read_csv(tmp_path / "rule_grid.csv")
+    assert {r["scaling"] for r in grid} >= {"identity", "adam", rule}
+    assert all(r["problems"] == 2 for r in grid)
+    assert main([*args, "--problem", "examples/my_data.py:nothing"]) == 2  # named, refused

@@ -3,9 +3,9 @@ inputs refused by name."""
 
 import numpy as np
 import pytest
-from paramscale.theory import optimizers
 
 from paramscale import synthetic, theory
+from paramscale.theory import optimizers
 
 
 def _data(m=40, n=5, seed=0):

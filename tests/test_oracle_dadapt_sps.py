@@ -1,4 +1,4 @@
-"""dadapt_sgd == dadaptation.DAdaptSGD and sps == the SPS equations (baselines.md 2, 4)."""
+"""dadapt_sgd == dadaptation.DAdaptSGD and sps == the SPS equations (docs/baselines.md 2, 4)."""
 
 import math
 from types import SimpleNamespace
@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import dadaptation
 import numpy as np
 import pytest
-from paramscale.theory import optimizers as O
 
 from paramscale import synthetic, theory
+from paramscale.theory import optimizers as O
 from tests.oracle import max_rel_dev, numpy_trajectory, oracle_trajectory
 
 STEPS = 250
@@ -65,8 +65,9 @@ def test_dadapt_sgd_equals_dadaptation(problem, variant):
 
 def test_dadapt_sgd_single_steps_resynced():
     """Chaotic case: copy the oracle's state into ours before every step and compare the
-    single-step outputs (baselines.md section 14)."""
+    single-step outputs (docs/baselines.md section 14)."""
     import torch
+
     from paramscale.theory.combinator import PSState
     from paramscale.theory.scaling import Moments
     from paramscale.theory.stepsize import DAdaptState
@@ -103,7 +104,7 @@ def test_dadapt_sgd_single_steps_resynced():
 
 
 def sps_equations(problem, x0, f_star, c, eta_max, steps):
-    """Loizou et al.'s SPS_max, written out independently (baselines.md section 2,
+    """Loizou et al.'s SPS_max, written out independently (docs/baselines.md section 2,
     adapt_flag='constant', eps=0): eta = min((f - f*)/(c ||g||^2), eta_max)."""
     x, xs = x0.copy(), [x0.copy()]
     for _ in range(steps):

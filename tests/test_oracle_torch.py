@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 import torch
-from paramscale.theory import optimizers as O
 
 from paramscale import synthetic
+from paramscale.theory import optimizers as O
 from tests.oracle import max_rel_dev, numpy_trajectory, oracle_trajectory
 
 STEPS = 200
@@ -49,7 +49,7 @@ def test_equals_torch_optim(case, problem):
 
 
 def test_first_step_anchors():
-    """Independent anchors (baselines.md section 14): x_1 - x_0 from the closed forms."""
+    """Independent anchors (docs/baselines.md section 14): x_1 - x_0 from the closed forms."""
     p = synthetic.lad(30, 5, 1.0, seed=2)
     x0 = np.ones(p.n)
     g = p.grad(x0)

@@ -7,15 +7,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
+
+from paramscale import synthetic, theory
+from paramscale.cli import main
 from paramscale.proofs_check import CLAIMS, check
 from paramscale.proofs_check import runner as R
 from paramscale.proofs_check import search as SE
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
 from paramscale.theory.stepsize import dadapt, polyak
-
-from paramscale import synthetic, theory
-from paramscale.cli import main
 
 
 @pytest.fixture(scope="module")

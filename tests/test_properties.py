@@ -1,4 +1,4 @@
-"""Hypothesis properties of SPEC 3.1 / 3.2: identity scaling gives the base method,
+"""Hypothesis properties of docs/spec.md 3.1 / 3.2: identity scaling gives the base method,
 uniform-scale invariance, permutation equivariance, a coordinate whose gradient stops does
 not halt the others, monotone rule => d non-decreasing. Each has a planted-error twin that
 shows the property test can fail."""
@@ -7,15 +7,15 @@ import math
 
 import dadaptation
 import numpy as np
-import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+
+import paramscale.synthetic.strategies as sst
+from paramscale import theory
 from paramscale.synthetic.transforms import permuted, stopping_coordinate
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
-
-from paramscale import theory
 from tests.oracle import max_rel_dev, oracle_trajectory
 from tests.test_oracle_dadapt_sps import sps_equations
 

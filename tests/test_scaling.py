@@ -1,4 +1,4 @@
-"""Scaling rules (SPEC section 2) against formulas written out independently here, plus
+"""Scaling rules (docs/spec.md section 2) against formulas written out independently here, plus
 monotonicity (A1's hypothesis) and the array-API promise (one rule, NumPy and torch)."""
 
 import numpy as np
@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from paramscale.theory import scaling as S
 
 FLOATS = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
@@ -86,7 +87,7 @@ def test_monotone_rules_are_monotone_and_bounded(gs, b2):
 
 
 def test_torch_form_amsgrad_is_not_monotone():
-    """baselines.md section 8: torch's max-before-bias-correction can decrease."""
+    """docs/baselines.md section 8: torch's max-before-bias-correction can decrease."""
     gs = np.array([[1.0], [0.0], [0.0], [0.0]])
     a = alphas(S.amsgrad(0.999, form="torch"), gs)
     assert np.any(np.diff(a[:, 0]) < 0)

@@ -2,13 +2,13 @@
 subgradient the optimizers see, failed solves raise clearly, the cache round-trips."""
 
 import numpy as np
-import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import given, settings
+
+import paramscale.synthetic.strategies as sst
+from paramscale import synthetic, theory
 from paramscale.synthetic.solve import AGREE_RTOL, SolveError, cache_dir
 from paramscale.theory import optimizers as O
-
-from paramscale import synthetic, theory
 
 SUITE = synthetic.suite()
 
@@ -94,7 +94,7 @@ def test_ps_dadapt_sgd_rho_blowup_on_sparse_start():
     """Measured fact (reported in the foundation issue): on Nesterov's function from 0 each
     coordinate's gradient is exactly 0 until it activates, so its alpha sits at sqrt(eps)
     and rho_k = max(alpha_k/alpha_{k-1}) ~ 1e4 when it activates: with the literal transfer
-    (``transfer="max"``, SPEC 3.2's normaliser) d is multiplied by it and PS-DA-SGD
+    (``transfer="max"``, docs/spec.md 3.2's normaliser) d is multiplied by it and PS-DA-SGD
     diverges, even with the monotone AMSGrad rule. transfer="none" and the default do
     not."""
     from paramscale.theory import scaling as S

@@ -10,20 +10,21 @@ option set compiles once per process, which is most of this file's run time.
 import io
 
 import numpy as np
-import paramscale.synthetic.strategies as sst
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import paramscale.synthetic.strategies as sst
+from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
 from paramscale.theory.stepsize import constant, dadapt
-
-from paramscale import torch_impl as T
 from tests.oracle import max_rel_dev
 from tests.test_torch_optimizer import (
     _assert_same_state,
     _state_copy,
     assert_late_layer_adam_equals_torch,
+    assert_skipped_once,
     batches,
     digits_mlp,
     flat,
@@ -258,9 +259,9 @@ def test_switching_paths_mid_run():
 def test_parameter_with_its_first_gradient_late():
     """The second layer gets no gradient for 5 steps. At step 5 it has no alpha_{k-1}, so
     it must not enter rho_k: with a fresh Adam state, alpha_{k-1} would be sqrt(eps) = 1e-4
-    and rho ~ 1e3 (the foreach path used to raise KeyError here). Its bias correction counts
-    its own steps, as theory's rule objects (the per-tensor path) and torch.optim.Adam do:
-    the three paths agree, which they did not when the foreach path used the global k."""
+    and rho ~ 1e3. Its bias correction counts its own steps, as theory's rule objects (the
+    per-tensor path) and torch.optim.Adam do: the three paths agree (a path counting the
+    global k would not)."""
     paths = [{"fused": True}, {"foreach": True}, {"foreach": False}]
     assert_late_parameter_agrees(paths, "cpu", 12)
 
@@ -310,7 +311,7 @@ def test_non_contiguous_and_empty_parameters():
 
 def test_plan_follows_moved_tensors_and_replaced_state():
     """The group's cached plan (torch_impl.plan) is rebuilt when a parameter's storage is
-    swapped (``p.data = ...``; the CPU path used to keep updating the old storage), a state
+    swapped (``p.data = ...``; a stale plan would keep updating the old storage), a state
     tensor or a state dict is replaced: the run equals the foreach path doing the same."""
     assert_plan_follows_moves("cpu")
 
@@ -393,7 +394,7 @@ def assert_nonfinite_step_refused(bad, device):
     opt.skip_nonfinite = True
     opt.step()
     np.testing.assert_array_equal(flat(model), before)
-    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    assert_skipped_once(opt, state_before)
 
 
 def _params(device="cpu"):
@@ -427,6 +428,7 @@ def test_fused_invalid_arguments(make, message):
 def test_a_kernel_that_cannot_be_built_says_what_to_do(monkeypatch):
     """No C++ compiler: the error says so and names the way out; nothing was changed."""
     import torch._inductor.config as inductor_config
+
     from paramscale.torch_impl import fused as F
 
     monkeypatch.setattr(F, "_COMPILED", {})

@@ -10,11 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
 from paramscale.torch_impl import fused_triton as FT
-
-from paramscale import torch_impl as T
 from tests.oracle import max_rel_dev
 from tests.test_torch_fused import (
     ELEMENTWISE,

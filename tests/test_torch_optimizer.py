@@ -11,12 +11,12 @@ import dadaptation
 import numpy as np
 import pytest
 import torch
-from paramscale.theory import optimizers as O
-from paramscale.theory.stepsize import constant
 from sklearn.datasets import load_digits
 
 from paramscale import theory
 from paramscale import torch_impl as T
+from paramscale.theory import optimizers as O
+from paramscale.theory.stepsize import constant
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory
 
@@ -64,7 +64,7 @@ def flat(model):
 
 @pytest.mark.parametrize("momentum, lr", [(0.0, 0.1), (0.9, 0.3)])
 def test_psdasgd_identity_equals_dadaptation_on_mlp(momentum, lr):
-    """SPEC 3.2 identity: PSDASGD(scaling="identity") is D-Adapt SGD, on a neural network
+    """docs/spec.md 3.2 identity: PSDASGD(scaling="identity") is D-Adapt SGD, on a neural network
     (MLP on scikit-learn's digits, minibatches of 128) for 100 steps. lr = 1 is not used:
     there D-Adapt SGD itself diverges on this MLP by step 40 (loss 2.3 -> 50) and round-off
     is amplified from 1e-16 to 1e-6 in both implementations alike."""
@@ -123,7 +123,11 @@ def test_resume_is_bit_identical(make, dtype):
         st = opt3.state[next(model3.parameters())]
         assert st["z"].dtype == torch.float32 and st["scaling.1"].dtype == torch.float32
     saved = opt3.state_dict()["state"]["global"]  # the last step finished, float64 floats
-    assert all(type(v) is float for k, v in saved.items() if k not in ("k", "d_growths"))
+    assert all(
+        type(v) is float
+        for k, v in saved.items()
+        if k not in ("k", "d_growths", "skipped", "skip_run")
+    )
 
 
 def test_a_checkpoint_with_tensor_estimates_resumes():
@@ -136,17 +140,18 @@ def test_a_checkpoint_with_tensor_estimates_resumes():
     saved = copy.deepcopy(opt.state_dict())
     as_tensors = copy.deepcopy(saved)
     glob = as_tensors["state"]["global"]
-    as_tensors["state"]["global"] = {  # and without d_growths, which they did not keep
+    as_tensors["state"]["global"] = {  # and without the counters, which they did not keep
         key: torch.tensor(v, dtype=torch.float64) if isinstance(v, float) else v
         for key, v in glob.items()
-        if key != "d_growths"
+        if key not in ("d_growths", "skipped", "skip_run")
     }
     runs = []
     for sd in (saved, as_tensors):
         m = copy.deepcopy(model)
         o = T.PSDASGD(m.parameters())
         o.load_state_dict(sd)
-        estimates = {k: v for k, v in o.state["global"].items() if k not in ("k", "d_growths")}
+        counters = ("k", "d_growths", "skipped", "skip_run")
+        estimates = {k: v for k, v in o.state["global"].items() if k not in counters}
         assert all(type(v) is float for v in estimates.values())
         train(m, o, X, y, idx, start=15)
         runs.append(flat(m))
@@ -190,8 +195,9 @@ def test_param_groups_share_one_global_estimate():
 
 
 def test_lr_scheduler_is_the_schedule():
-    """A torch LR scheduler on ``lr`` is the schedule gamma_k of theory's dadapt (SPEC 3.2)."""
+    """A torch LR scheduler on ``lr`` is the schedule of theory's dadapt (docs/spec.md 3.2)."""
     from paramscale import synthetic
+
     p = synthetic.lad(40, 7, 1.0, seed=3)
     x0 = np.random.default_rng(0).standard_normal(p.n)
     K = 60
@@ -287,8 +293,8 @@ def test_invalid_arguments(make, exc, message):
 )
 def test_a_group_value_made_invalid_mid_run_is_refused_at_the_step(key, bad, path):
     """A scheduler or a user may change a group's numbers after it was checked: the step
-    checks them again, refuses by name and changes nothing (an lr of NaN used to turn every
-    parameter into NaN, silently)."""
+    checks them again, refuses by name and changes nothing (an lr of NaN unchecked would turn
+    every parameter into NaN, silently)."""
     idx = batches(3)
     model, X, y = digits_mlp()
     opt = T.PSDASGD(model.parameters(), **path)
@@ -321,8 +327,8 @@ def test_a_checkpoint_of_another_model_is_refused():
 
 
 def test_a_refused_param_group_is_not_added():
-    """add_param_group checks after torch's append: a refused group is taken out again (it
-    used to stay, so the next step ran with lr = -1)."""
+    """add_param_group checks after torch's append: a refused group is taken out again (left
+    in, the next step would run with lr = -1)."""
     opt = T.PSDASGD(_params())
     for bad in ({"lr": -1.0}, {"momentum": 2.0}, {"scaling": "adamw"}):
         with pytest.raises(ValueError, match="Invalid"):
@@ -360,6 +366,14 @@ def _assert_same_state(a, b):
             assert a[key] == b[key], key
 
 
+def assert_skipped_once(opt, state_before):
+    """The skipped step is counted, and nothing else changed."""
+    after = opt.state_dict()["state"]
+    assert (after["global"]["skipped"], after["global"]["skip_run"]) == (1, 1)
+    after["global"].update(skipped=0, skip_run=0)
+    _assert_same_state(after, state_before["state"])
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 @pytest.mark.parametrize(
     "make", [lambda ps: T.PSDASGD(ps), lambda ps: T.PSSPS(ps, 0.0)], ids=["psdasgd", "pssps"]
@@ -381,7 +395,36 @@ def test_nonfinite_gradient_raises_or_skips_leaving_everything(make, bad):
     opt.skip_nonfinite = True
     assert opt.step(loss=loss) is loss
     np.testing.assert_array_equal(flat(model), before)
-    _assert_same_state(opt.state_dict()["state"], state_before["state"])
+    assert_skipped_once(opt, state_before)
+
+
+def test_a_run_of_skipped_steps_is_warned_about_once():
+    """skip_nonfinite=True is for an occasional bad batch: 10 skipped steps in a row say the
+    model itself is non-finite, and one RuntimeWarning says so; a good step resets the run,
+    and the total stays in stats()."""
+    model, X, y = digits_mlp()
+    opt = T.PSDASGD(model.parameters(), skip_nonfinite=True)
+    train(model, opt, X, y, batches(2))
+
+    def bad_step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X[:8]), y[:8]).backward()
+        next(model.parameters()).grad[0, 0] = math.nan
+        opt.step()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(9):
+            bad_step()
+    with pytest.warns(RuntimeWarning, match="10 steps in a row skipped"):
+        bad_step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):  # the same run: not warned again
+            bad_step()
+    assert (opt.stats()["skipped"], opt.stats()["skip_run"]) == (15, 15)
+    train(model, opt, X, y, batches(1))
+    assert (opt.stats()["skipped"], opt.stats()["skip_run"]) == (15, 0)
 
 
 def test_state_check_detects_a_change():
@@ -426,8 +469,8 @@ def test_late_layer_adam_equals_torch(path):
 @pytest.mark.parametrize("key", ["momentum", "first_moment"])
 def test_switching_on_state_making_hyperparameters_later_is_refused(path, key):
     """z (momentum) and m (first_moment) are made at a parameter's first step: turning either
-    on afterwards raises, naming it, with parameters and state unchanged (it used to be
-    ignored, or to fail mid-step)."""
+    on afterwards raises, naming it, with parameters and state unchanged (not ignored, and
+    not a failure mid-step)."""
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(4, dtype=torch.float64))
     opt = T.PSDASGD([w], momentum=0.0, **path)

@@ -1,4 +1,4 @@
-"""torch_impl equals theory (SPEC section 6): for problems, starting points, scaling rules
+"""torch_impl equals theory (docs/spec.md section 6): for problems, starting points, scaling rules
 and hyperparameters drawn by hypothesis, the torch trajectory equals the NumPy one.
 
 float64: relative 1e-10. float32: see FLOAT32_RTOL. Both the foreach and the per-tensor
@@ -8,18 +8,18 @@ path, on every available device (CUDA cases skip cleanly without a GPU).
 from typing import NamedTuple
 
 import numpy as np
-import paramscale.synthetic.strategies as sst
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+import paramscale.synthetic.strategies as sst
+from paramscale import synthetic, theory
+from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
 from paramscale.theory.stepsize import NORMALISERS, constant
 from paramscale.theory.transfer import TRANSFERS
-
-from paramscale import synthetic, theory
-from paramscale import torch_impl as T
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory, split
 
@@ -118,7 +118,7 @@ class Agreement(NamedTuple):
 CHAOS = 100.0
 
 
-# the default and the literal reading of SPEC 3.2, which every path must compute
+# the default and the literal reading of docs/spec.md 3.2, which every path must compute
 VARIANTS = {"default": {}, "literal": {"transfer": "max", "normaliser": "max_alpha"}}
 
 

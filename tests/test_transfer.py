@@ -14,16 +14,16 @@ import re
 from pathlib import Path
 
 import numpy as np
-import paramscale.synthetic.strategies as sst
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+import paramscale.synthetic.strategies as sst
+from paramscale import synthetic, theory
 from paramscale.synthetic.transforms import permuted, steady_stopping
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
 from paramscale.theory.transfer import TRANSFERS
-
-from paramscale import synthetic, theory
 from tests.oracle import max_rel_dev
 
 STEPS = 60
@@ -169,7 +169,7 @@ def test_e_zero_first_gradients_do_not_blow_up_rho(transfer, problem):
 def test_the_documented_table_is_the_tested_one():
     """docs/spec.md's table of transfers and properties says what EXPECTED says."""
     text = (Path(__file__).parents[1] / "docs" / "spec.md").read_text()
-    table = text[text.index("| transfer | (a) | (b) | (c) | (d) | (e) |"):].splitlines()[2:]
+    table = text[text.index("| transfer | (a) | (b) | (c) | (d) | (e) |") :].splitlines()[2:]
     rows = {}
     for line in table:
         m = re.match(r"\|\s*`(\w+)`\s*\|(.*)\|\s*$", line)

@@ -2,10 +2,10 @@
 bad input with exit status 2."""
 
 import pytest
-from paramscale.proofs_check import validate as V
-from paramscale.theory import scaling as S
 
 from paramscale.cli import main
+from paramscale.proofs_check import validate as V
+from paramscale.theory import scaling as S
 from tests import planted_rules as P
 
 

@@ -12,7 +12,7 @@ space, and so are built with ``parameter_scaled``: DoG (``dog_step`` + identity)
 schedule-free (its averaging around any scaling rule). The others keep per-layer,
 per-coordinate or lambda-weighted state and are plain optimizers.
 
-Edge cases (baselines.md section 14): a zero first gradient is harmless for DoG (``eps``
+Edge cases (docs/baselines.md section 14): a zero first gradient is harmless for DoG (``eps``
 enters ``G`` once), D-Adapt Adam and Prodigy (no move, ``k`` not advanced, as the official
 code does) and COCOB (no move). Weight decay is not offered: the paper runs without it
 (Table 3), and an unsupported value is better absent than silently different.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from paramscale.theory import _validate as check
 from paramscale.theory import scaling as rules
 from paramscale.theory.combinator import ParameterScaled, parameter_scaled
@@ -68,7 +69,7 @@ class DoGState(NamedTuple):
 
 @dataclass(frozen=True)
 class dog_step:
-    """DoG's step size, a step-size rule for ``parameter_scaled`` (baselines.md section 3):
+    """DoG's step size, a step-size rule for ``parameter_scaled`` (docs/baselines.md section 3):
 
         k = 0:  rbar = reps_rel (1 + ||x_0||),   G = ||g_0||**2 + eps
         k > 0:  rbar = max(rbar, ||x_k - x_0||),  G += ||g_k||**2
@@ -122,7 +123,7 @@ class LDoGState(NamedTuple):
 @dataclass(frozen=True)
 class ldog:
     """LDoG: DoG with every norm per layer (``blocks``; default one block), so ``eta`` is
-    one per layer (baselines.md section 3). A plain optimizer: the step is a vector."""
+    one per layer (docs/baselines.md section 3). A plain optimizer: the step is a vector."""
 
     lr: float = 1.0
     reps_rel: float = 1e-6
@@ -166,7 +167,7 @@ class COCOBState(NamedTuple):
 
 @dataclass(frozen=True)
 class cocob:
-    """COCOB-Backprop, per coordinate (baselines.md section 7):
+    """COCOB-Backprop, per coordinate (docs/baselines.md section 7):
 
         L = max(L, |g|);  theta -= g;  G += |g|;  R = max(R - g (x_k - x_0), 0)
         x_{k+1} = x_0 + (R + L) theta / (max(G + L, alpha L) L)
@@ -212,7 +213,7 @@ class DAdaptAdamState(NamedTuple):
 @dataclass(frozen=True)
 class dadapt_adam:
     """D-Adapt Adam, the v3 ("inner product") algorithm of ``dadaptation.DAdaptAdam``
-    (baselines.md section 5). Not ``parameter_scaled``: its first moment is lambda-weighted.
+    (docs/baselines.md section 5). Not ``parameter_scaled``: its first moment is lambda-weighted.
 
         lam = d lr bc,  a = lam <g, s/(sqrt(v)+eps)>,  m = b1 m + (1-b1) lam g,
         v = b2 v + (1-b2) g^2,  s = sqrt(b2) s + (1-sqrt(b2)) lam g,
@@ -278,7 +279,7 @@ class ProdigyState(NamedTuple):
 
 @dataclass(frozen=True)
 class prodigy:
-    """Prodigy (``prodigyopt.Prodigy`` 1.1.2, baselines.md section 6), beta1 > 0:
+    """Prodigy (``prodigyopt.Prodigy`` 1.1.2, docs/baselines.md section 6), beta1 > 0:
 
         lam = d lr bc;  R = beta3 R + (d/d0) lam <g, x_0 - x_k>
         m = b1 m + d (1-b1) g;  v = b2 v + d^2 (1-b2) g^2
@@ -362,7 +363,7 @@ class ScheduleFreeState(NamedTuple):
 
 @dataclass(frozen=True)
 class schedule_free:
-    """Schedule-free averaging around any scaling rule (baselines.md section 9): the
+    """Schedule-free averaging around any scaling rule (docs/baselines.md section 9): the
     gradient is taken at ``y``, and
 
         gamma_k = lr * min(1, (k+1)/warmup);  lr_max = max(lr_max, gamma_k)
@@ -455,7 +456,7 @@ class MechanicState(NamedTuple):
 
 @dataclass(frozen=True)
 class mechanic:
-    """Mechanic around any base optimizer of this protocol (baselines.md section 10):
+    """Mechanic around any base optimizer of this protocol (docs/baselines.md section 10):
 
         u_k = base step from x_k;  S = sum_j s_j;  Delta_k = (x_k - x_ref) / (S + eps)
         h = <Delta_k, g + s_decay S ||g|| (x_k+u_k) / (||x_k+u_k|| + eps)>;  Delta += u_k
@@ -574,9 +575,7 @@ class eg_stepsize:
         else:  # Adam's direction, bias-corrected as torch.optim.Adam
             v = self.beta2 * state.v + (1 - self.beta2) * g * g
             n = state.k + 1
-            u = (m / (1 - self.beta1**n)) / (
-                np.sqrt(v) / math.sqrt(1 - self.beta2**n) + self.eps
-            )
+            u = (m / (1 - self.beta1**n)) / (np.sqrt(v) / math.sqrt(1 - self.beta2**n) + self.eps)
         h = self.mu * state.h + self.lr * (p * u)
         new = EGState(state.k + 1, p, s, m, h, v)
         return x - s * h, new, {"lr": s * self.lr, "min_gain": float(np.min(p))}

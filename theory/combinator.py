@@ -1,5 +1,5 @@
 """``parameter_scaled``: a step-size rule written for SGD + a scaling rule = an adaptive
-optimizer (the paper's one idea, SPEC section 9).
+optimizer (the paper's one idea, docs/spec.md section 9).
 
     g_k     = grad f(x_k);   alpha_k = scaling(g_0..g_k)
     rho_k   = the step rule's metric transfer          (k > 0; theory.transfer)
@@ -8,7 +8,7 @@ optimizer (the paper's one idea, SPEC section 9).
     x_{k+1} = beta * x_k + (1 - beta) * z_{k+1}        (primal averaging; beta = 0: x = z)
 
 ``first_moment`` (beta1) is Adam's bias-corrected EMA of the gradient, used only in the
-direction (the plain Adam / AMSGrad optimizers of SPEC section 2); ``momentum`` (beta) is
+direction (the plain Adam / AMSGrad optimizers of docs/spec.md section 2); ``momentum`` (beta) is
 D-Adapt SGD's primal averaging. Every step is functional: a rejected step (NaN/Inf
 gradient, wrong shape, loss below f*) raises before a new state exists, so the caller's
 state is untouched.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from paramscale.theory import _validate as check
 from paramscale.theory import transfer
 from paramscale.theory.scaling import ScalingRule
@@ -108,5 +109,5 @@ def parameter_scaled(
     first_moment: float = 0.0,
     name: str = "",
 ) -> ParameterScaled:
-    """Compose a step-size rule written for SGD with a scaling rule (SPEC section 9)."""
+    """Compose a step-size rule written for SGD with a scaling rule (docs/spec.md section 9)."""
     return ParameterScaled(step, scaling, momentum, first_moment, name)

@@ -1,4 +1,4 @@
-"""Named optimizers, each one line of ``parameter_scaled`` (SPEC sections 2, 3, 9).
+"""Named optimizers, each one line of ``parameter_scaled`` (docs/spec.md sections 2, 3, 9).
 
 Hyperparameter defaults are the official ones: ``torch.optim`` for sgd / adam / amsgrad /
 adagrad / rmsprop, ``dadaptation.DAdaptSGD`` for dadapt_sgd, Loizou et al. for SPS.
@@ -60,7 +60,7 @@ def sgd(
     lr: float = 1e-3, momentum: float = 0.0, schedule: Schedule | None = None
 ) -> ParameterScaled:
     """torch.optim.SGD. Heavy-ball momentum mu is primal averaging with step lr / (1 - mu)
-    (baselines.md section 1: ``x_{k+1} = x_k + mu (x_k - x_{k-1}) - (1-mu) lam g_k``)."""
+    (docs/baselines.md section 1: ``x_{k+1} = x_k + mu (x_k - x_{k-1}) - (1-mu) lam g_k``)."""
     check.non_negative("lr", lr)
     check.unit_interval("momentum", momentum)
     return parameter_scaled(
@@ -130,7 +130,7 @@ def adam(
     eps: float = 1e-8,
     schedule: Schedule | None = None,
 ) -> ParameterScaled:
-    """torch.optim.Adam: ``x -= lr * mhat / alpha**2`` with the Adam rule (SPEC section 2)."""
+    """torch.optim.Adam: ``x -= lr * mhat / alpha**2``, the Adam rule (docs/spec.md section 2)."""
     b1 = _beta1(betas)
     return parameter_scaled(
         constant(lr, schedule), rules.adam(betas[1], eps), first_moment=b1, name="adam"
@@ -145,7 +145,7 @@ def amsgrad(
     schedule: Schedule | None = None,
 ) -> ParameterScaled:
     """AMSGrad; ``form="torch"`` is ``torch.optim.Adam(amsgrad=True)`` (not monotone),
-    ``form="monotone"`` the SPEC's rule (max after bias correction)."""
+    ``form="monotone"`` the docs/spec.md's rule (max after bias correction)."""
     b1 = _beta1(betas)
     rule = rules.amsgrad(betas[1], eps, form)
     return parameter_scaled(constant(lr, schedule), rule, first_moment=b1, name=f"amsgrad[{form}]")

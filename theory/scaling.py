@@ -1,4 +1,4 @@
-"""Scaling rules (SPEC section 2, paper Table 1): the gradient history -> alpha_k > 0.
+"""Scaling rules (docs/spec.md section 2, paper Table 1): the gradient history -> alpha_k > 0.
 
 The adaptive direction is ``u_k = g_k / alpha_k**2``. A rule is a small frozen object with
 ``init(x0) -> state`` and ``update(state, g, x) -> (alpha, state)``; it never mutates its
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from array_api_compat import array_namespace
+
 from paramscale.theory import _validate as check
 
 __all__ = [
@@ -54,13 +55,13 @@ class Moments(NamedTuple):
 
 
 def _alpha(xp: Any, divisor: Any) -> Any:
-    # alpha_k = sqrt(alpha_k**2): rules are specified by their divisor (SPEC Table 1)
+    # alpha_k = sqrt(alpha_k**2): rules are specified by their divisor (docs/spec.md section 2)
     return xp.sqrt(divisor)
 
 
 @dataclass(frozen=True)
 class identity:
-    """alpha_k**2 = 1: plain SGD direction (SPEC Table 1, row Identity)."""
+    """alpha_k**2 = 1: plain SGD direction (docs/spec.md section 2, row Identity)."""
 
     name: str = "identity"
     monotone: bool = True
@@ -74,7 +75,7 @@ class identity:
 
 @dataclass(frozen=True)
 class adagrad:
-    """alpha_k**2 = sqrt(sum_{i<=k} g_i**2 + v_init) + eps (SPEC Table 1, row AdaGrad)."""
+    """alpha_k**2 = sqrt(sum_{i<=k} g_i**2 + v_init) + eps (docs/spec.md section 2, row AdaGrad)."""
 
     eps: float = 1e-8
     initial_accumulator_value: float = 0.0
@@ -115,7 +116,7 @@ class _second_moment:
 
 @dataclass(frozen=True)
 class rmsprop(_second_moment):
-    """alpha_k**2 = sqrt(v_k) + eps (SPEC Table 1, row RMSProp)."""
+    """alpha_k**2 = sqrt(v_k) + eps (docs/spec.md section 2, row RMSProp)."""
 
     name: str = "rmsprop"
     monotone: bool = False
@@ -128,7 +129,7 @@ class rmsprop(_second_moment):
 
 @dataclass(frozen=True)
 class adam(_second_moment):
-    """alpha_k**2 = sqrt(v_k / (1-beta2**(k+1))) + eps (SPEC Table 1, row Adam)."""
+    """alpha_k**2 = sqrt(v_k / (1-beta2**(k+1))) + eps (docs/spec.md section 2, row Adam)."""
 
     name: str = "adam"
     monotone: bool = False
@@ -143,11 +144,11 @@ class adam(_second_moment):
 
 @dataclass(frozen=True)
 class amsgrad(_second_moment):
-    """AMSGrad (SPEC Table 1). ``form="monotone"`` (default): the max is taken after bias
+    """AMSGrad (docs/spec.md section 2). ``form="monotone"`` (default): the max is taken after bias
     correction, ``vhat_k = max(vhat_{k-1}, v_k / (1-beta2**(k+1)))``, ``alpha**2 =
     sqrt(vhat_k) + eps`` -- non-decreasing, the hypothesis of claims A1/A4.
     ``form="torch"``: ``torch.optim.Adam(amsgrad=True)``, max over raw ``v`` then bias
-    correction, which is *not* monotone (baselines.md section 8)."""
+    correction, which is *not* monotone (docs/baselines.md section 8)."""
 
     form: str = "monotone"
     name: str = "amsgrad"
@@ -205,7 +206,7 @@ def _check_block_sizes(blocks: tuple[int, ...] | None, x: Any) -> None:
 @dataclass(frozen=True)
 class lars:
     """Per block B: alpha**2 = ||g_B|| / ||x_B|| (inverse trust ratio), 1 where either
-    norm is 0 (SPEC Table 1, row LARS; You et al. 2017 at weight decay 0)."""
+    norm is 0 (docs/spec.md section 2, row LARS; You et al. 2017 at weight decay 0)."""
 
     blocks: tuple[int, ...] | None = None
     name: str = "lars"
@@ -226,7 +227,7 @@ class lars:
 @dataclass(frozen=True)
 class lamb:
     """Per block B: alpha**2 = (sqrt(vhat)+eps) * ||r_B|| / ||x_B||, r = mhat/(sqrt(vhat)+eps),
-    the block factor 1 where either norm is 0 (SPEC Table 1, row LAMB; You et al. 2020)."""
+    the block factor 1 where either norm is 0 (docs/spec.md section 2, LAMB; You et al. 2020)."""
 
     beta1: float = 0.9
     beta2: float = 0.999
@@ -260,7 +261,7 @@ class lamb:
 @dataclass(frozen=True)
 class uniformly_scaled:
     """``rule`` with every alpha multiplied by one constant ``t > 0``: the transformation
-    under which PS-SPS and PS-DA-SGD must be invariant (SPEC 3.1, 3.2)."""
+    under which PS-SPS and PS-DA-SGD must be invariant (docs/spec.md 3.1, 3.2)."""
 
     rule: Any
     t: float

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
 from paramscale.theory import _validate as check
 from paramscale.theory.transfer import TRANSFERS
 
@@ -34,7 +35,7 @@ __all__ = ["StepInput", "StepStats", "constant", "polyak", "dadapt", "Schedule",
 
 class StepInput(NamedTuple):
     """What a step-size rule sees at step ``k``: loss, raw gradient ``g``, ``alpha_k``, the
-    scaled-space gradient ``g_scaled = g / alpha`` (SPEC section 1) and the iterate ``x``."""
+    scaled-space gradient ``g_scaled = g / alpha`` (docs/spec.md 1) and the iterate ``x``."""
 
     k: int
     loss: float | None
@@ -125,9 +126,9 @@ class constant(_Stateless):
 
 @dataclass(frozen=True)
 class polyak(_Stateless):
-    """SPS (Loizou et al. 2021, ``constant`` mode, baselines.md section 2), in scaled space:
+    """SPS (Loizou et al. 2021, ``constant`` mode, docs/baselines.md section 2), in scaled space:
 
-        eta_k = min((f(x_k) - f*) / (c * ||g_k / alpha_k||**2), eta_max)      # SPEC 3.1
+        eta_k = min((f(x_k) - f*) / (c * ||g_k / alpha_k||**2), eta_max)      # docs/spec.md 3.1
 
     A zero gradient or ``f = f*`` gives ``eta = 0`` (no step, no division by zero). A loss
     below ``f_star - f_star_tol`` raises, naming both values: ``f_star`` is then not a
@@ -227,7 +228,7 @@ class dadapt:
 
     ``transfer``: how rho_k is measured (``theory.transfer.TRANSFERS``). ``normaliser``:
     ``"g0/alpha_0"``, n = ||g_0 / alpha_0|| moved with the metric (D-Adapt SGD's ||g_0||
-    in the first scaled space); ``"max_alpha"``, n = ||g_0|| / max(alpha_k) (SPEC 3.2's
+    in the first scaled space); ``"max_alpha"``, n = ||g_0|| / max(alpha_k) (docs/spec.md 3.2's
     reading); ``"g0/alpha_k"``, n = ||g_0 / alpha_k|| (the naive conversion the paper says
     halts training). With identity scaling every combination is exactly D-Adapt SGD. A zero
     gradient before the first nonzero one gives ``lam = 0`` (D-Adapt SGD divides by zero
@@ -300,9 +301,7 @@ class dadapt:
             return gamma * sc.d * stats.alpha_max / sc.g0_norm, sc  # ||g_0|| / max(alpha_k)
         return gamma * sc.d / math.sqrt(stats.g0_scaled_sq), sc  # ||g_0 / alpha_k||
 
-    def estimate(
-        self, sc: DAdaptScalars, dot: float, s_sq: float
-    ) -> tuple[DAdaptScalars, float]:
+    def estimate(self, sc: DAdaptScalars, dot: float, s_sq: float) -> tuple[DAdaptScalars, float]:
         """N += dot (``dot = lam <g', s>``, s transferred); dhat = 2 N / ||s|| from
         ``s_sq = ||s_k||**2``; d = max(d, min(dhat, d growth_rate)). Returns the scalars and
         dhat (NaN when ||s|| = 0: d stays)."""

@@ -1,4 +1,4 @@
-"""``run``: drive an optimizer on a problem and record the trajectory (SPEC section 9)."""
+"""``run``: drive an optimizer on a problem and record the trajectory (docs/spec.md section 9)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ of the two metrics (``STATISTICS``), so the same formula serves the NumPy refere
 reduces arrays, and the torch optimizers, which reduce on the device (per tensor, then
 over tensors and ranks) and call ``Transfer.rho`` on the host.
 
-    max           max_i alpha_k,i / alpha_{k-1},i                 (SPEC 3.2, literal)
+    max           max_i alpha_k,i / alpha_{k-1},i                 (docs/spec.md 3.2, literal)
     min           min_i alpha_k,i / alpha_{k-1},i                 (keeps d a lower bound)
     max_alpha     max(alpha_k) / max(alpha_{k-1})
     rms_alpha     ||alpha_k|| / ||alpha_{k-1}||
@@ -106,28 +106,52 @@ class Transfer:
 TRANSFERS: dict[str, Transfer] = {
     t.name: t
     for t in (
-        Transfer("max", ("ratio_max",), lambda s: s["ratio_max"],
-                 "the literal reading of the paper's line 6 (SPEC 3.2)"),
-        Transfer("min", ("ratio_min",), lambda s: s["ratio_min"],
-                 "the new scaled distance is at least min ratio times the old: d stays a "
-                 "lower bound, as D-Adaptation's proof needs"),
-        Transfer("min_active", ("ratio_min_active", "alpha_max", "alpha_prev_max"),
-                 lambda s: s["ratio_min_active"] if math.isfinite(s["ratio_min_active"])
-                 else s["alpha_max"] / s["alpha_prev_max"],
-                 "min over the coordinates with a nonzero gradient: a coordinate that stopped "
-                 "(zero gradient) does not shrink the others' step"),
-        Transfer("max_alpha", ("alpha_max", "alpha_prev_max"),
-                 lambda s: s["alpha_max"] / s["alpha_prev_max"],
-                 "telescopes: d / max(alpha_k) is what is carried"),
-        Transfer("rms_alpha", ("alpha_sq", "alpha_prev_sq"),
-                 lambda s: math.sqrt(s["alpha_sq"] / s["alpha_prev_sq"]),
-                 "telescopes, and one coordinate moves it by at most its share"),
-        Transfer("displacement",
-                 ("moved_sq", "moved_prev_sq", "alpha_max", "alpha_prev_max"), _displacement,
-                 "the distance already travelled, in the new and the old metric: coordinates "
-                 "that have not moved do not count"),
-        Transfer("shrink", ("ratio_max",), lambda s: min(1.0, s["ratio_max"]),
-                 "only ever shrink d"),
+        Transfer(
+            "max",
+            ("ratio_max",),
+            lambda s: s["ratio_max"],
+            "the literal reading of the paper's line 6 (docs/spec.md 3.2)",
+        ),
+        Transfer(
+            "min",
+            ("ratio_min",),
+            lambda s: s["ratio_min"],
+            "the new scaled distance is at least min ratio times the old: d stays a "
+            "lower bound, as D-Adaptation's proof needs",
+        ),
+        Transfer(
+            "min_active",
+            ("ratio_min_active", "alpha_max", "alpha_prev_max"),
+            lambda s: (
+                s["ratio_min_active"]
+                if math.isfinite(s["ratio_min_active"])
+                else s["alpha_max"] / s["alpha_prev_max"]
+            ),
+            "min over the coordinates with a nonzero gradient: a coordinate that stopped "
+            "(zero gradient) does not shrink the others' step",
+        ),
+        Transfer(
+            "max_alpha",
+            ("alpha_max", "alpha_prev_max"),
+            lambda s: s["alpha_max"] / s["alpha_prev_max"],
+            "telescopes: d / max(alpha_k) is what is carried",
+        ),
+        Transfer(
+            "rms_alpha",
+            ("alpha_sq", "alpha_prev_sq"),
+            lambda s: math.sqrt(s["alpha_sq"] / s["alpha_prev_sq"]),
+            "telescopes, and one coordinate moves it by at most its share",
+        ),
+        Transfer(
+            "displacement",
+            ("moved_sq", "moved_prev_sq", "alpha_max", "alpha_prev_max"),
+            _displacement,
+            "the distance already travelled, in the new and the old metric: coordinates "
+            "that have not moved do not count",
+        ),
+        Transfer(
+            "shrink", ("ratio_max",), lambda s: min(1.0, s["ratio_max"]), "only ever shrink d"
+        ),
         Transfer("none", (), lambda s: 1.0, "no transfer (breaks invariance (i))"),
     )  # fmt: skip
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl.foreach_rules import FOREACH
 
@@ -74,7 +75,9 @@ def cast_loaded(state: dict, pairs: list[tuple]) -> None:
                     state[p][key] = value.to(device=p.device, dtype=dtype).clone()
     if "global" in state:
         state["global"] = {
-            "d_growths": 0,  # not kept by earlier versions
+            "d_growths": 0,  # absent from checkpoints made without the counters
+            "skipped": 0,
+            "skip_run": 0,
             **{
                 key: (value.item() if isinstance(value, torch.Tensor) else value)
                 for key, value in state["global"].items()

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+
 from paramscale.theory.baselines import eg_stepsize
 
 F64 = torch.float64

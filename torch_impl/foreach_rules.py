@@ -1,7 +1,7 @@
 """Multi-tensor (``torch._foreach_*``) versions of the element-wise scaling rules.
 
 Each rule is two functions over lists of tensors that together compute exactly what
-``theory.scaling`` computes per tensor (SPEC Table 1):
+``theory.scaling`` computes per tensor (docs/spec.md section 2):
 
 - ``advance(rule, c, states, gs)``: the rule state at step k from the state at k-1 and
   g_k, as new tensors (one dict of slots per tensor; ``states`` is left as it was);
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+
 from paramscale.theory import scaling as rules
 
 Tensors = list[torch.Tensor]

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+
 from paramscale.theory.transfer import STATISTICS, MetricChange
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl.foreach_rules import FOREACH, Correction, correction

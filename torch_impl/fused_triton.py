@@ -19,7 +19,7 @@ copy, step count: one kind in a plain model) and a few reductions of per-program
 PS-DA-SGD with Adam scaling and momentum thus moves 11 parameter-sized streams a step
 (sweep 1: g, v; sweep 2: g, v, s, z, x read and v, s, z, x written) against fused Adam's 7.
 
-The element math is the foreach path's (``foreach_rules``, SPEC Table 1), operation for
+The element math is the foreach path's (``foreach_rules``, docs/spec.md section 2), operation for
 operation in the state's dtype with correctly rounded division and square root; partial
 sums are float64. Scalars (beta2, eps, bias corrections, lam, rho) are float64 kernel
 arguments: the step size is computed on the host from the step's one sync, between the two
@@ -39,6 +39,7 @@ import os
 from typing import Any, NamedTuple
 
 import torch
+
 from paramscale.theory import scaling as rules
 from paramscale.torch_impl.plan import STATE_KEYS
 
@@ -336,7 +337,7 @@ if triton is not None:
 
     @triton.jit
     def _advance(v, w, g, beta2, omb2, bc2, RULE: tl.constexpr):
-        # the rule state at step k from k-1 (foreach_rules.advance; SPEC Table 1)
+        # the rule state at step k from k-1 (foreach_rules.advance; docs/spec.md section 2)
         if RULE == 1:
             v = v + g * g  # AdaGrad: v += g^2
         elif RULE >= 2:

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 import torch
+
 from paramscale.theory.stepsize import StepStats
 from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS
 
@@ -30,6 +31,7 @@ F64 = torch.float64
 Tensors = list[torch.Tensor]
 MAX_KEYS = frozenset({"alpha_max", "loss_bad", "below"})  # reduced by max; sums otherwise
 STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
+SKIP_RUN = 10  # skipped steps in a row after which skip_nonfinite=True warns (once a run)
 SCALAR_KEYS = ("d", "numerator", "g0_norm")  # D-Adaptation's scalars in state["global"]
 
 
@@ -45,6 +47,8 @@ def new_global() -> dict[str, Any]:
         "rho": 1.0,
         "amax": 0.0,  # max(alpha) of the last step (0: none yet)
         "d_growths": 0,  # steps at which dhat raised d
+        "skipped": 0,  # steps skipped for a non-finite value (skip_nonfinite=True)
+        "skip_run": 0,  # of them, the latest in a row
     }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+
 from paramscale.theory.scaling import Moments
 from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS, MetricChange
 from paramscale.torch_impl.foreach_rules import FOREACH, correction, update

@@ -1,6 +1,6 @@
 """``ParameterScaled``, ``PSSPS``, ``PSDASGD``: the theory combinator as torch optimizers.
 
-The same algorithm as ``theory.combinator.parameter_scaled`` (SPEC 3.1, 3.2, 9), on lists
+The same algorithm as ``theory.combinator.parameter_scaled`` (docs/spec.md 3.1, 3.2, 9), on lists
 of tensors, with global reductions over every parameter of every group (one ``d`` for the
 whole model):
 
@@ -45,6 +45,7 @@ from itertools import repeat
 from typing import Any
 
 import torch
+
 from paramscale.theory import _validate as check
 from paramscale.theory import scaling as rules
 from paramscale.theory.stepsize import dadapt, polyak
@@ -96,10 +97,16 @@ class ParameterScaled(torch.optim.Optimizer):
         fused: run each of the two sweeps as fused kernels (element-wise built-in rules;
             the transfers and normalisers of ``FUSED_DADAPT``): on the CPU compiled loops on
             packs of tensors (``torch_impl.fused``: a C++ compiler must be installed; the
-            first step compiles for ~20 s), on CUDA one Triton launch per sweep over all
-            tensors (``torch_impl.fused_triton``; dense parameters).
+            first step of a process compiles for 10-20 s, cached on disk by torch), on CUDA
+            one Triton launch per sweep over all tensors (``torch_impl.fused_triton``; dense
+            parameters). When: on CUDA, always (the foreach path is 4-9x slower); on the
+            CPU, when the steps saved pay for the compile, 1.5-3x faster per step from 0.1M
+            parameters on (docs/torch.md: from about 1000 steps at 10M parameters, 10^4 at
+            1M). Default False, as in ``torch.optim``.
         skip_nonfinite: skip (instead of raising on) a step with a NaN/Inf gradient or loss,
-            or a non-finite step size.
+            or a non-finite step size, for an occasional bad batch (an fp16 overflow). The
+            skipped steps are counted (``stats()["skipped"]``), and 10 in a row warn: the
+            model itself is then non-finite, which skipping cannot repair.
         sharded: the parameters are split across the ranks of ``process_group`` (each rank
             passes only its own shard): every global statistic (sums of squares, inner
             products, maxima, the finite check) is all-reduced, so every rank computes the
@@ -342,9 +349,11 @@ class ParameterScaled(torch.optim.Optimizer):
         new = host.host_step(rule, glob, values)  # 3. theory's scalar step
         if not all(map(math.isfinite, new.values())):
             if self.skip_nonfinite:
+                self._skipped("a non-finite step size")
                 return loss
             raise FloatingPointError(host.blown_up(glob["k"], new, rule.keeps_sum))
         glob.update(new)
+        glob["skip_run"] = 0
         lams = []
         for group, *_ in batches:
             lams.append(new["lr"] * group["lr"])
@@ -385,15 +394,33 @@ class ParameterScaled(torch.optim.Optimizer):
         finite = math.isfinite(values["grad_sq"]) and math.isfinite(f)
         if values.get("loss_bad", 0.0) > 0 or not finite:
             if self.skip_nonfinite:
+                self._skipped("a non-finite gradient or loss")
                 return None
             raise FloatingPointError(
                 f"Non-finite gradient or loss at step {glob['k']}: step refused, parameters "
-                "and state unchanged (skip_nonfinite=True skips such steps)"
-                + self._culprit(batches)
+                "and state unchanged (skip_nonfinite=True skips an occasional bad batch; it "
+                "cannot repair a model whose own output is non-finite)" + self._culprit(batches)
             )
         if tests_f and (values.get("below", 0.0) > 0 or rule.below_f_star(f)):
             raise ValueError(rule.loss_error(f, glob["k"]))  # this rank's or another's
         return values
+
+    def _skipped(self, why: str) -> None:
+        """Count a step skipped under ``skip_nonfinite=True``; ``host.SKIP_RUN`` of them in a
+        row are warned about (once a run): the model itself, not a batch, is then
+        non-finite, and skipping only hides that."""
+        glob = self._global
+        glob["skipped"] += 1
+        glob["skip_run"] += 1
+        if glob["skip_run"] == host.SKIP_RUN:
+            warnings.warn(
+                f"{type(self).__name__}: {host.SKIP_RUN} steps in a row skipped for {why} "
+                f"(step {glob['k']}, {glob['skipped']} skipped in all): the model's own "
+                "loss or gradients are non-finite, which skipping cannot repair; restore a "
+                "checkpoint, or lower lr (or growth_rate, eta_max)",
+                RuntimeWarning,
+                stacklevel=host.outside_stacklevel(),
+            )
 
     def _culprit(self, batches: list[Batch]) -> str:
         """Where the non-finite values are, for the error (runs only on that path): the first
@@ -439,8 +466,9 @@ class ParameterScaled(torch.optim.Optimizer):
     def stats(self) -> dict[str, float]:
         """The global diagnostics: k, d, dhat, lr (the scaled-space step lam_k of the last
         step, before the group lr), rho, g0_norm, numerator, amax (floats), d_growths (the
-        steps at which dhat raised d); one host sync to finish the last step's D-Adaptation
-        sums."""
+        steps at which dhat raised d), skipped (the steps ``skip_nonfinite=True`` skipped)
+        and skip_run (the latest of them in a row); one host sync to finish the last step's
+        D-Adaptation sums."""
         if "global" not in self.state:
             return {"k": 0}
         self._settle()

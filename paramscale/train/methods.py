@@ -113,8 +113,13 @@ def _grid(
         lrs = [float(options["lr"])] if "lr" in options else list(points)
         return [
             Method(
-                _spec(name, {"lr": lr, **rest}), name, {"lr": lr, **rest},
-                lambda ps, lr=lr: make(ps, lr, rest), effective_lr, units, grid_lr=lr,
+                _spec(name, {"lr": lr, **rest}),
+                name,
+                {"lr": lr, **rest},
+                lambda ps, lr=lr: make(ps, lr, rest),
+                effective_lr,
+                units,
+                grid_lr=lr,
             )  # fmt: skip
             for lr in lrs
         ]
@@ -133,8 +138,13 @@ def _one(
         unit = units(options) if callable(units) else units
         return [
             Method(
-                _spec(name, options), name, dict(options), lambda ps: make(ps, options),
-                effective_lr, unit, **flags,
+                _spec(name, options),
+                name,
+                dict(options),
+                lambda ps: make(ps, options),
+                effective_lr,
+                unit,
+                **flags,
             )  # fmt: skip
         ]
 
@@ -167,11 +177,13 @@ def _with_rule(options: dict[str, Any]) -> dict[str, Any]:
 
 def _pssps(ps: Any, options: dict[str, Any]) -> Optimizer:
     from paramscale import torch_impl
+
     return torch_impl.PSSPS(ps, **{"f_star": 0.0, **_with_rule(options)})
 
 
 def _psdasgd(ps: Any, options: dict[str, Any]) -> Optimizer:
     from paramscale import torch_impl
+
     return torch_impl.PSDASGD(ps, **_with_rule(options))
 
 
@@ -207,6 +219,7 @@ def _mechanic_lr(opt: Optimizer) -> float:
 
 def _eg(ps: Any, options: dict[str, Any]) -> Optimizer:
     from paramscale import torch_impl
+
     return torch_impl.EGStepSize(ps, **{"base": "adam", "lr": 1e-3, **options})
 
 
@@ -239,8 +252,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "sgd",
-            "torch.optim.SGD(momentum=0.9) over its lr grid 1e-3..1 (half decades; quick: "
-            "decades)",
+            "torch.optim.SGD(momentum=0.9) over its lr grid 1e-3..1 (half decades; quick: decades)",
             _grid(
                 "sgd",
                 lambda ps, lr, o: torch.optim.SGD(ps, lr=lr, **{"momentum": 0.9, **o}),

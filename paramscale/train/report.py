@@ -57,8 +57,22 @@ def summarize(rows: list[dict[str, Any]]) -> list[Summary]:
         first = runs[0][0]
         if first["status"] == "skipped":
             out.append(
-                Summary(task, method, first["family"], None, 0, math.nan, math.nan, 0, 0,
-                        math.nan, "", math.nan, 0, f"skipped: {first['detail']}")  # fmt: skip
+                Summary(
+                    task,
+                    method,
+                    first["family"],
+                    None,
+                    0,
+                    math.nan,
+                    math.nan,
+                    0,
+                    0,
+                    math.nan,
+                    "",
+                    math.nan,
+                    0,
+                    f"skipped: {first['detail']}",
+                )  # fmt: skip
             )
             continue
         finals = [_final_metric(run) for run in runs]
@@ -66,15 +80,20 @@ def summarize(rows: list[dict[str, Any]]) -> list[Summary]:
         gaps = [run[-1]["train_gap"] for run in runs if run[-1]["status"] == "ok"]
         out.append(
             Summary(
-                task=task, method=method, family=first["family"], grid_lr=first["grid_lr"],
-                seeds=len(runs), mean=statistics.fmean(finals),
+                task=task,
+                method=method,
+                family=first["family"],
+                grid_lr=first["grid_lr"],
+                seeds=len(runs),
+                mean=statistics.fmean(finals),
                 std=statistics.pstdev(finals) if len(finals) > 1 else 0.0,
                 diverged=sum(run[-1]["status"] == "diverged" for run in runs),
                 errors=sum(run[-1]["status"] == "error" for run in runs),
                 final_lr=statistics.median(lrs) if lrs else math.nan,
                 lr_units=first["lr_units"],
                 final_gap=statistics.fmean(gaps) if gaps else math.nan,
-                steps=max(run[-1]["step"] for run in runs), status="ok",
+                steps=max(run[-1]["step"] for run in runs),
+                status="ok",
             )  # fmt: skip
         )
     return out

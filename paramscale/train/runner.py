@@ -132,8 +132,13 @@ def _train(
             opt.train()
         lr = method.effective_lr(opt) if step > 0 else math.nan
         rows.append(
-            {"step": step, "train_loss": train, "test_metric": metric, "effective_lr": lr,
-             "wall_s": wall}  # fmt: skip
+            {
+                "step": step,
+                "train_loss": train,
+                "test_metric": metric,
+                "effective_lr": lr,
+                "wall_s": wall,
+            }  # fmt: skip
         )
 
     if method.schedule_free:
@@ -210,8 +215,14 @@ def run_all(
         futures = {
             pool.submit(
                 _worker,
-                (jobs[i].task, jobs[i].method.key, jobs[i].seed, jobs[i].steps, jobs[i].device,
-                 jobs[i].log_points),  # fmt: skip
+                (
+                    jobs[i].task,
+                    jobs[i].method.key,
+                    jobs[i].seed,
+                    jobs[i].steps,
+                    jobs[i].device,
+                    jobs[i].log_points,
+                ),  # fmt: skip
             ): i
             for i in order
         }
@@ -270,9 +281,7 @@ class Progress:
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.total - self.done)
         last = rows[-1]
-        what = (
-            f"{last['status']}" if last["status"] != "ok" else f"{last['test_metric']:.3f}"
-        )
+        what = f"{last['status']}" if last["status"] != "ok" else f"{last['test_metric']:.3f}"
         text = (
             f"[{self.done}/{self.total}] {_clock(elapsed)} (eta {_clock(eta)}) "
             f"{job.task} {job.method.name} seed {job.seed}: {what}"

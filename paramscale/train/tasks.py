@@ -52,7 +52,6 @@ class Task:
     cost: float = 1.0  # relative time of a step (runs are scheduled costliest first)
     eval_train: int | None = None  # the logged train loss is on this many first examples
 
-
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.per_token:
             return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
@@ -200,9 +199,7 @@ def _breast_cancer_data(seed: int) -> Data:
     x = (x - mu) / sd
     t = torch.from_numpy
     f_star = logreg_f_star(x[tr], y[tr])
-    return Data(
-        t(x[tr]).float(), t(y[tr]).long(), t(x[te]).float(), t(y[te]).long(), f_star
-    )
+    return Data(t(x[tr]).float(), t(y[tr]).long(), t(x[te]).float(), t(y[te]).long(), f_star)
 
 
 @cache
@@ -250,36 +247,60 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task(
-            "digits-mlp", "scikit-learn digits, MLP 64-256-256-10 (ReLU)",
-            lambda s: _digits_data(s, image=False), digits_mlp, (300, 1000), 64,
+            "digits-mlp",
+            "scikit-learn digits, MLP 64-256-256-10 (ReLU)",
+            lambda s: _digits_data(s, image=False),
+            digits_mlp,
+            (300, 1000),
+            64,
         ),
         Task(
-            "digits-cnn", "digits as 1x8x8 images, two 3x3 conv layers + linear head",
-            lambda s: _digits_data(s, image=True), digits_cnn, (300, 1000), 64, cost=3.0,
+            "digits-cnn",
+            "digits as 1x8x8 images, two 3x3 conv layers + linear head",
+            lambda s: _digits_data(s, image=True),
+            digits_cnn,
+            (300, 1000),
+            64,
+            cost=3.0,
         ),
         Task(
             "seq-transformer",
             "reverse length-16 token sequences (vocabulary 16): 2-layer, 4-head, width-64 "
             "transformer, token accuracy",
-            _reversal_data, SequenceTransformer, (400, 1500), 64, "token accuracy", True,
-            cost=10.0, eval_train=SEQ_TEST,
+            _reversal_data,
+            SequenceTransformer,
+            (400, 1500),
+            64,
+            "token accuracy",
+            True,
+            cost=10.0,
+            eval_train=SEQ_TEST,
         ),
         Task(
             "logreg-convex",
             "logistic regression on breast_cancer (+ridge 1e-3): convex, f* exact (cvxpy)",
-            _breast_cancer_data, LogisticRegression, (300, 1000), 64,
+            _breast_cancer_data,
+            LogisticRegression,
+            (300, 1000),
+            64,
         ),
         Task(
             "digits-mlp-zero-head",
             "the digits MLP with a zero-initialised output layer: every hidden weight's "
             "first gradient is exactly 0",
-            lambda s: _digits_data(s, image=False), digits_mlp_zero_head, (300, 1000), 64,
+            lambda s: _digits_data(s, image=False),
+            digits_mlp_zero_head,
+            (300, 1000),
+            64,
         ),
         Task(
             "zipf-embedding",
             "bags of Zipf-distributed tokens (vocabulary 2000): embedding rows that most "
             "batches leave at zero gradient",
-            _zipf_data, zipf_bag, (300, 1000), 64,
+            _zipf_data,
+            zipf_bag,
+            (300, 1000),
+            64,
         ),
     )
 }

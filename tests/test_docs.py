@@ -1,0 +1,105 @@
+"""Every code block of README.md and docs/*.md runs, as a reader would run it: the Python
+blocks of a file in order in one namespace, each shell block through bash in the
+repository root with this environment's ``paramscale`` first on the PATH. Blocks marked
+``text`` (or unmarked) are output, not code; any other language fails, so no block escapes
+the runner. The README's PyTorch example must also train, and a broken block must fail."""
+
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUN = {"python", "bash"}
+NOT_CODE = {"", "text"}
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", flags=re.S | re.M)
+
+
+def blocks(path: Path) -> list[tuple[str, str, int]]:
+    """(language, code, line of the fence) of every fenced block in ``path``."""
+    text = path.read_text()
+    return [
+        (m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)
+    ]
+
+
+def run_python(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The file's Python blocks in order, in one fresh module's namespace."""
+    module = types.ModuleType(f"docs_{path.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    for lang, code, line in blocks(path):
+        if lang == "python":
+            exec(compile("\n" * line + code, str(path), "exec"), module.__dict__)  # noqa: S102
+    return module.__dict__
+
+
+def run_shell(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+PYTHON = [p for p in FILES if any(lang == "python" for lang, _, _ in blocks(p))]
+SHELL = [
+    pytest.param(code, id=f"{_id(p)}:{line}")
+    for p in FILES
+    for lang, code, line in blocks(p)
+    if lang == "bash"
+]
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_every_block_is_code_that_runs_or_marked_output(path):
+    langs = {lang for lang, _, _ in blocks(path)}
+    assert langs <= RUN | NOT_CODE, f"{_id(path)}: blocks in {langs - RUN - NOT_CODE}"
+
+
+@pytest.mark.parametrize("path", PYTHON, ids=_id)
+def test_python_blocks_run(path, monkeypatch):
+    run_python(path, monkeypatch)
+
+
+@pytest.mark.parametrize("code", SHELL)
+def test_shell_blocks_run(code):
+    done = run_shell(code)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_readme_and_torch_guide_examples_train(monkeypatch, capsys):
+    """The PyTorch examples do more than run: the model learns digits (from ln 10 = 2.3)."""
+    for path in (ROOT / "README.md", ROOT / "docs" / "torch.md"):
+        namespace = run_python(path, monkeypatch)
+        model, x, y = namespace["model"], namespace["x"], namespace["y"]
+        with torch.no_grad():
+            out = model(x)
+        loss = torch.nn.functional.cross_entropy(out, y).item()
+        accuracy = (out.argmax(1) == y).double().mean().item()
+        assert loss < 0.2 and accuracy > 0.95, (path.name, loss, accuracy)
+    assert "Adam units" in capsys.readouterr().out
+
+
+def test_the_runner_fails_a_broken_block(tmp_path, monkeypatch):
+    """Planted errors: a Python block that raises, one that uses a name no block defined, a
+    shell command that fails, and a block in an unknown language are all caught."""
+    for code, error in (("raise RuntimeError('broken')", RuntimeError), ("print(nope)", NameError)):
+        doc = tmp_path / "doc.md"
+        doc.write_text(f"Text.\n\n```python\nx = 1\n```\n\n```python\n{code}\n```\n")
+        with pytest.raises(error):
+            run_python(doc, monkeypatch)
+    assert run_shell("paramscale check --claims NOPE --quick").returncode != 0
+    assert run_shell("true\nfalse\ntrue").returncode != 0  # a failing line fails the block
+    doc.write_text("```sh\nfalse\n```\n")
+    with pytest.raises(AssertionError):
+        test_every_block_is_code_that_runs_or_marked_output(doc)
