@@ -1,11 +1,16 @@
 """Every code block of README.md and docs/*.md runs, as a reader would run it: the Python
 blocks of a file in order in one namespace, each shell block through bash in the
-repository root with this environment's ``paramscale`` first on the PATH. Blocks marked
-``text`` (or unmarked) are output, not code; any other language fails, so no block escapes
-the runner. The README's PyTorch example must also train, and a broken block must fail."""
+repository root with this environment's ``paramscale`` first on the PATH. A shell block
+whose first line is ``# long-running: ...`` (the full benchmark and the studies, 10-60
+minutes each) is checked without being run: each command's arguments go through the
+command line's own parser, and ``train``'s tasks and method specs through its resolver, so
+a renamed option, task or method fails. Blocks marked ``text`` (or unmarked) are output,
+not code; any other language fails, so no block escapes the runner. The README's PyTorch
+example must also train, and a broken block must fail."""
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -47,6 +52,27 @@ def run_shell(code: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+LONG = "# long-running:"
+
+
+def check_long(code: str) -> int:
+    """Parse every ``paramscale`` command of a long-running block as the CLI would; train's
+    tasks and methods resolved by name. Returns the number of commands checked."""
+    from paramscale import train
+    from paramscale.cli import build_parser
+
+    commands = [shlex.split(line, comments=True) for line in code.replace("\\\n", " ").splitlines()]
+    commands = [c for c in commands if c]
+    for words in commands:
+        assert words[0] == "paramscale", words
+        args = build_parser().parse_args(words[1:])  # exits (SystemExit) on a bad option
+        if words[1] == "train":
+            if args.tasks:
+                train.resolve_tasks(args.tasks.split(","))
+            train.methods.expand(train.parse_methods(args.methods), args.quick)
+    return len(commands)
+
+
 def _id(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
@@ -73,6 +99,9 @@ def test_python_blocks_run(path, monkeypatch):
 
 @pytest.mark.parametrize("code", SHELL)
 def test_shell_blocks_run(code):
+    if code.startswith(LONG):
+        assert check_long(code) > 0
+        return
     done = run_shell(code)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -100,6 +129,13 @@ def test_the_runner_fails_a_broken_block(tmp_path, monkeypatch):
             run_python(doc, monkeypatch)
     assert run_shell("paramscale check --claims NOPE --quick").returncode != 0
     assert run_shell("true\nfalse\ntrue").returncode != 0  # a failing line fails the block
+    for bad in (  # a renamed option, an unknown method, an unknown task
+        "paramscale train --quik",
+        'paramscale train --methods "PSDASGD[transfr=max]"',
+        "paramscale train --tasks digits-mpl",
+    ):
+        with pytest.raises((SystemExit, ValueError)):
+            check_long(f"{LONG} planted\n{bad}")
     doc.write_text("```sh\nfalse\n```\n")
     with pytest.raises(AssertionError):
         test_every_block_is_code_that_runs_or_marked_output(doc)
