@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import paramscale.synthetic.strategies as sst
 from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
-from paramscale.theory.stepsize import constant, dadapt
+from paramscale.theory.stepsize import constant
 from tests.oracle import max_rel_dev
 from tests.test_torch_optimizer import (
     _assert_same_state,
@@ -413,10 +413,6 @@ def _params(device="cpu"):
         (
             lambda: T.PSDASGD(_params(), transfer="displacement", fused=True),
             r"Invalid transfer: 'displacement'",
-        ),
-        (
-            lambda: T.ParameterScaled(_params("meta"), dadapt(1e-6), fused=True),
-            r"Invalid parameter device: meta",
         ),
     ],
 )

@@ -8,14 +8,22 @@ loaded), and floating state is cast to the state dtype: float32 for bf16/fp16 pa
 whose masters and moments stay float32 (so a resumed run continues bit-identically), and a
 float64 checkpoint loaded into a float32 model is cast, not misread by the fused kernels.
 The state of a user's rule keeps its saved dtype.
+
+A checkpoint holds only tensors and plain Python values, so that
+``torch.load(weights_only=True)`` reads it: a built-in scaling rule is saved as its name
+and hyperparameters (``{"rule": "adam", "beta2": 0.999, "eps": 1e-08}``) and made again on
+loading. A user's rule object is saved as it is (loading it then needs
+``weights_only=False`` or ``torch.serialization.add_safe_globals``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
+from paramscale.theory import scaling as rules
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl.foreach_rules import FOREACH
 
@@ -83,3 +91,42 @@ def cast_loaded(state: dict, pairs: list[tuple]) -> None:
                 for key, value in state["global"].items()
             },
         }
+
+
+def plain_rule(rule: Any) -> Any:
+    """A built-in rule as its name and hyperparameters (plain values); a user's as it is."""
+    name = next((key for key, cls in rules._BY_NAME.items() if type(rule) is cls), None)
+    if name is None:
+        return rule
+    hyper = {
+        f.name: getattr(rule, f.name)
+        for f in dataclasses.fields(rule)
+        if f.init and f.name not in ("name", "monotone")
+    }
+    return {"rule": name, **hyper}
+
+
+def rule_of(saved: Any) -> Any:
+    """The rule a checkpoint's ``scaling`` entry describes (``plain_rule`` undone)."""
+    if isinstance(saved, dict) and "rule" in saved:
+        hyper = {key: value for key, value in saved.items() if key != "rule"}
+        return rules.by_name(saved["rule"], **hyper)
+    return saved
+
+
+def plain_groups(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with each group's rule as plain values (torch's groups are copies)."""
+    for group in state_dict["param_groups"]:
+        group["scaling"] = plain_rule(group["scaling"])
+    return state_dict
+
+
+def rules_made(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``state_dict`` whose groups hold rule objects again (the caller's dict and
+    its groups are left as they are)."""
+    return {
+        **state_dict,
+        "param_groups": [
+            {**group, "scaling": rule_of(group["scaling"])} for group in state_dict["param_groups"]
+        ],
+    }

@@ -193,18 +193,30 @@ def stuck_warning(name: str, glob: dict[str, Any], d0: float) -> str:
     )
 
 
-def blown_up(k: int, values: dict[str, float], keeps_sum: bool) -> str:
+def overflow(batches: list, lams: list[float]) -> str:
+    """A group step ``lam`` beyond the largest value of its state dtype (float32's 3.4e38),
+    described; "" if none: the kernels could not even take it as a scalar."""
+    for (_, _, gs, _), lam in zip(batches, lams, strict=True):
+        for dtype in {g.dtype for g in gs}:
+            if math.isfinite(lam) and abs(lam) > torch.finfo(dtype).max:
+                return f"effective_lr = {lam!r} overflows {dtype}"
+    return ""
+
+
+def blown_up(k: int, values: dict[str, float], keeps_sum: bool, overflow: str = "") -> str:
     """The error of a step whose step size blew up: which quantity, the step, what to try."""
     bad = ", ".join(f"{key} = {v!r}" for key, v in values.items() if not math.isfinite(v))
+    what = "Non-finite step size" if bad else "Step size out of range"
+    bad = ", ".join(filter(None, (bad, overflow)))
     shown = ", ".join(f"{key} = {v!r}" for key, v in values.items() if math.isfinite(v))
     advice = (
         "The step size diverged: with PSDASGD try the default transfer='min_active' and "
         "normaliser='g0/alpha_0' (docs/findings.md), a finite growth_rate or a smaller d0"
         if keeps_sum
-        else "The step size diverged: check f_star and c (PSSPS), or lower the lr"
+        else "The step size diverged: check f_star and c, or bound it with eta_max (PSSPS)"
     )
     return (
-        f"Non-finite step size at step {k}: {bad} ({shown}); step refused, parameters and "
+        f"{what} at step {k}: {bad} ({shown}); step refused, parameters and "
         f"state unchanged (skip_nonfinite=True skips such steps). {advice}"
     )
 

@@ -16,6 +16,7 @@ for a whole list cost a page fault per fresh page (measured: 4x slower at 10M pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,20 +49,25 @@ class Want(NamedTuple):
     first_g0: bool = False
 
 
-def chunks(ps: Tensors, gs: Tensors, states: list[dict], budget: int):
-    """(params, grads, states) cut into chunks of about ``budget`` elements."""
+def chunks(ps: Tensors, gs: Tensors, states: list[dict], budget: float):
+    """(params, grads, states) cut into chunks of about ``budget`` elements, and wherever
+    the parameters' device or dtype changes: a foreach kernel (and ``apply``'s choice of
+    how to write x) sees one device and dtype, as torch's
+    ``_group_tensors_by_device_and_dtype`` arranges (parameters of one group keep their
+    order, so a group of alternating dtypes costs a chunk per tensor)."""
     out, start, size = [], 0, 0
     for i, p in enumerate(ps):
         size += p.numel()
-        if size >= budget or i == len(ps) - 1:
+        last = i == len(ps) - 1
+        if last or size >= budget or (p.device, p.dtype) != (ps[i + 1].device, ps[i + 1].dtype):
             out.append((ps[start : i + 1], gs[start : i + 1], states[start : i + 1]))
             start, size = i + 1, 0
     return out
 
 
 def _multi_tensor_chunks(group, ps: Tensors, gs: Tensors, states: list[dict]):
-    """The whole list on CUDA (one launch per op), chunks of ``CPU_CHUNK`` on the CPU."""
-    return [(ps, gs, states)] if ps[0].is_cuda else chunks(ps, gs, states, CPU_CHUNK)
+    """A chunk per dtype on CUDA (one launch per op), chunks of ``CPU_CHUNK`` on the CPU."""
+    return chunks(ps, gs, states, math.inf if ps[0].is_cuda else CPU_CHUNK)
 
 
 def _single_tensor_chunks(group, ps: Tensors, gs: Tensors, states: list[dict]):
@@ -80,11 +86,17 @@ def _single_tensor_advance(
     alphas, new = [], []
     for p, g, st in zip(ps, gs, states, strict=True):
         x = p.detach().to(g.dtype)
-        template = rule.init(x[:0]) if "scaling" not in st else None
+        template = rule.init(empty_like(x)) if "scaling" not in st else None
         alpha, new_state = rule.update(rule_state(st, template), g, x)
         alphas.append(alpha)
         new.append(rule_slots(new_state))
     return alphas, new
+
+
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with no elements (its first dimension cut to 0; a 0-dim ``x`` as shape (0,)):
+    what a rule's ``init`` needs to say the structure of its state."""
+    return x[:0] if x.dim() else x.reshape(1)[:0]
 
 
 def rule_state(st: dict[str, Any], template: Any) -> Any:
@@ -122,7 +134,7 @@ def sweep_rule(
                 transfer_statistics(want.transfer, cp, cg, sts, alphas, add)
             if "scaled_grad_sq" in want.stats:
                 gp = torch._foreach_div(cg, alphas)  # g' = g / alpha
-                add("scaled_grad_sq", torch.stack(torch._foreach_norm(gp)).square().sum())
+                add("scaled_grad_sq", torch.stack(torch._foreach_norm(gp)).to(F64).square().sum())
             if "alpha_max" in want.stats:
                 add("alpha_max", torch.stack(torch._foreach_max(alphas)).max())
             if "g0_scaled_sq" in want.stats:
@@ -131,7 +143,7 @@ def sweep_rule(
                         ahead["g0"] = g.clone()
                 g0 = [ahead.get("g0", st["g0"]) for st, ahead in zip(sts, new, strict=True)]
                 g0s = torch._foreach_div(g0, alphas)
-                add("g0_scaled_sq", torch.stack(torch._foreach_norm(g0s)).square().sum())
+                add("g0_scaled_sq", torch.stack(torch._foreach_norm(g0s)).to(F64).square().sum())
             for st, ahead, a in zip(sts, new, alphas, strict=True):
                 ahead["alpha"] = a
                 staged.append((st, ahead))
@@ -190,7 +202,7 @@ def counts_own_steps(rule: Any, g: torch.Tensor) -> bool:
     tensor's own steps: every built-in rule's is. A rule with another state keeps no count
     the optimizer can read; its first moment then counts the global steps (README,
     choices)."""
-    return isinstance(rule.init(g[:0]), Moments)
+    return isinstance(rule.init(empty_like(g)), Moments)
 
 
 def sweep_move(

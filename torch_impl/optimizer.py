@@ -46,11 +46,10 @@ from typing import Any
 
 import torch
 
-from paramscale.theory import _validate as check
 from paramscale.theory import scaling as rules
 from paramscale.theory.stepsize import dadapt, polyak
 from paramscale.theory.transfer import TRANSFERS
-from paramscale.torch_impl import checkpoint, fused, fused_triton, host, multi_tensor
+from paramscale.torch_impl import checkpoint, fused, fused_triton, groups, host, multi_tensor
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl.foreach_rules import FOREACH
 from paramscale.torch_impl.multi_tensor import Batch, Want, rule_slots, transfer_reductions
@@ -80,8 +79,9 @@ class ParameterScaled(torch.optim.Optimizer):
     """A step-size rule written for SGD, run in the space scaled by ``scaling``.
 
     Args:
-        params: parameters or parameter groups (a group may set ``lr``, ``momentum``,
-            ``first_moment`` and ``scaling``).
+        params: parameters, named parameters or parameter groups (a group may set
+            ``lr``, ``momentum``, ``first_moment``, ``scaling``, ``weight_decay`` and
+            ``maximize``; any other key is refused, naming it: ``torch_impl.groups``).
         step: a ``theory.stepsize`` rule object: ``constant(lr)``, ``polyak(f_star, c,
             eta_max, f_star_tol)`` or ``dadapt(d0, growth_rate=..., dhat=...,
             transfer=..., normaliser=...)``. Its ``schedule`` must be None: in torch the
@@ -93,6 +93,11 @@ class ParameterScaled(torch.optim.Optimizer):
             is its ``effective_lr``, for logging (``opt.param_groups[i]["effective_lr"]``).
         momentum: primal averaging ``beta`` (D-Adapt SGD's momentum).
         first_moment: Adam's ``beta1`` for the direction (0: none).
+        weight_decay: decoupled weight decay, as ``torch.optim.AdamW``: before each step
+            the iterate is multiplied by ``1 - effective_lr * weight_decay`` (no
+            step-size statistic sees it).
+        maximize: maximise the objective (the step descends along ``-g``); refused with a
+            step rule that reads the loss (PS-SPS: pass the negated loss instead).
         foreach: use the multi-tensor path where the rule has one (default: yes).
         fused: run each of the two sweeps as fused kernels (element-wise built-in rules;
             the transfers and normalisers of ``FUSED_DADAPT``): on the CPU compiled loops on
@@ -123,6 +128,8 @@ class ParameterScaled(torch.optim.Optimizer):
         momentum: float = 0.0,
         first_moment: float = 0.0,
         *,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
         foreach: bool | None = None,
         fused: bool = False,
         skip_nonfinite: bool = False,
@@ -153,6 +160,8 @@ class ParameterScaled(torch.optim.Optimizer):
             "momentum": momentum,
             "first_moment": first_moment,
             "scaling": rules.by_name(scaling),
+            "weight_decay": weight_decay,
+            "maximize": maximize,
         }
         self.step_rule = step
         self.foreach = foreach
@@ -174,17 +183,15 @@ class ParameterScaled(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
-    @staticmethod
-    def _check_values(group: dict[str, Any], where: str = "") -> None:
-        """A group's numbers; checked when it is added and at every step (a scheduler or a
-        user may change them: a NaN lr would otherwise turn the parameters into NaN)."""
-        check.non_negative(f"lr{where}", group["lr"])
-        check.unit_interval(f"momentum{where}", group["momentum"])
-        check.unit_interval(f"first_moment{where}", group["first_moment"])
-
     def _check_group(self, gi: int) -> None:
         group = self.param_groups[gi]
-        self._check_values(group)
+        groups.check_keys(group, gi)
+        groups.check_values(group)
+        if group["maximize"] and self.step_rule.needs_loss:
+            raise ValueError(
+                f"Invalid maximize: True in group {gi} with PS-SPS (expected False: the "
+                "Polyak step reads f - f* of a minimisation; pass the negated loss)"
+            )
         group.setdefault("effective_lr", 0.0)  # lam_k * lr of the group's last step
         group["scaling"] = rules.by_name(group["scaling"])
         device = next((p.device for g in self.param_groups for p in g["params"]), None)
@@ -198,15 +205,25 @@ class ParameterScaled(torch.optim.Optimizer):
                     "reduce over every parameter on one device; for a model split across "
                     "devices, run a process per device with sharded=True)"
                 )
-            if self.fused and p.device.type != "cpu" and not fused_triton.available(p.device):
-                raise ValueError(
-                    f"Invalid parameter device: {p.device} with fused=True (expected cpu, or "
-                    "cuda with Triton installed)"
-                )
+            if self.fused and p.device.type != "meta":  # meta: checked again at the step
+                self._check_fused_device(p.device)
         if self.fused and type(group["scaling"]) not in FOREACH:
             raise ValueError(
                 f"Invalid scaling: {group['scaling']!r} with fused=True (expected an "
                 f"element-wise built-in rule: {', '.join(r.__name__ for r in FOREACH)})"
+            )
+
+    @staticmethod
+    def _check_fused_device(device: torch.device) -> None:
+        if device.type == "meta":
+            raise RuntimeError(
+                "Invalid parameter device: meta at a step with fused=True (expected cpu, or "
+                "cuda with Triton installed: materialise the model first, model.to_empty)"
+            )
+        if device.type != "cpu" and not fused_triton.available(device):
+            raise ValueError(
+                f"Invalid parameter device: {device} with fused=True (expected cpu, or cuda "
+                "with Triton installed)"
             )
 
     # -- state -----------------------------------------------------------------------------
@@ -273,7 +290,7 @@ class ParameterScaled(torch.optim.Optimizer):
                 ps.append(p)  # the step runs under no_grad: no detach needed
                 gs.append(g)
             if ps:
-                out.append((group, ps, gs))
+                out.append((group, ps, groups.ascent(gs, group["maximize"])))
         return out
 
     # -- the step ----------------------------------------------------------------------------
@@ -325,7 +342,7 @@ class ParameterScaled(torch.optim.Optimizer):
         if not collected:
             return loss
         for gi, group in enumerate(self.param_groups):
-            self._check_values(group, f" of group {gi}")
+            groups.check_values(group, f" of group {gi}")
         glob = self.state.setdefault("global", host.new_global())
         rule = self.step_rule
         if rule.needs_loss and loss is None:
@@ -333,6 +350,8 @@ class ParameterScaled(torch.optim.Optimizer):
                 f"PS-SPS needs the loss at step {glob['k']}: pass step(closure) or step(loss=...)"
             )
         device = collected[0][1][0].device
+        if self.fused:
+            self._check_fused_device(device)
         f = None if loss is None else host.loss_value(loss, device, self.sharded)
         batches = [(gr, ps, gs, self._states(gr, ps)) for gr, ps, gs in collected]
         for group, _, _, sts in batches:
@@ -347,17 +366,18 @@ class ParameterScaled(torch.optim.Optimizer):
         if values is None:
             return loss
         new = host.host_step(rule, glob, values)  # 3. theory's scalar step
-        if not all(map(math.isfinite, new.values())):
+        lams = [new["lr"] * group["lr"] for group, *_ in batches]
+        overflow = host.overflow(batches, lams)
+        if not all(map(math.isfinite, new.values())) or overflow:
             if self.skip_nonfinite:
                 self._skipped("a non-finite step size")
                 return loss
-            raise FloatingPointError(host.blown_up(glob["k"], new, rule.keeps_sum))
+            raise FloatingPointError(host.blown_up(glob["k"], new, rule.keeps_sum, overflow))
         glob.update(new)
         glob["skip_run"] = 0
-        lams = []
-        for group, *_ in batches:
-            lams.append(new["lr"] * group["lr"])
-            group["effective_lr"] = lams[-1]  # the step this group took
+        for (group, ps, _, sts), lam in zip(batches, lams, strict=True):
+            group["effective_lr"] = lam  # the step this group took
+            groups.decay(group, ps, sts, lam)
         k = glob["k"]
         dots, s_parts = self._sweep_move(batches, sweep1, lams, new["rho"], k)  # 4.
         if rule.keeps_sum:  # its sums are read at the next sync
@@ -474,18 +494,45 @@ class ParameterScaled(torch.optim.Optimizer):
         self._settle()
         return dict(self._global)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything a copy needs to step on (torch's keeps only defaults, state and
+        groups): the step rule and the options too; the fused paths' cached plans are
+        made again."""
+        return {**self.__dict__, "_plans": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """torch's, and the per-group keys a group saved before they existed."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in groups.ADDED.items():
+                group.setdefault(key, value)
+
     def state_dict(self) -> dict[str, Any]:
-        """torch's state dict, with the last step's D-Adaptation sums finished first."""
+        """torch's state dict, with the last step's D-Adaptation sums finished first and
+        the scaling rules as plain values (``torch.load(weights_only=True)`` reads it)."""
         self._settle()
-        return super().state_dict()
+        return checkpoint.plain_groups(super().state_dict())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's loader, checked first and cast differently (``torch_impl.checkpoint``):
-        a checkpoint of another model is refused by name with nothing loaded, and floating
-        state is cast to the state dtype."""
+        """torch's loader, in torch's order: the load-state-dict pre-hooks, then this
+        optimizer's checks (``torch_impl.checkpoint``: a checkpoint of another model is
+        refused by name with nothing loaded), torch's loading and post-hooks; floating
+        state is cast to the state dtype. ``state_dict`` itself is not changed."""
+        state_dict = state_dict.copy()  # shallow, as torch's
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            state_dict = state_dict if result is None else result
+        state_dict = checkpoint.rules_made(state_dict)
         pairs = checkpoint.saved_states(self.param_groups, state_dict)
         checkpoint.check_shapes(pairs)  # every check before anything is loaded
-        super().load_state_dict(state_dict)
+        for gi, group in enumerate(state_dict["param_groups"]):
+            groups.check_keys(group, gi)
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        self._optimizer_load_state_dict_pre_hooks = type(pre_hooks)()  # ran above
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
         checkpoint.cast_loaded(self.state, pairs)
 
 

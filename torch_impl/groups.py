@@ -1,0 +1,84 @@
+"""What a param group of ``ParameterScaled`` may hold, the checks of its values, and the
+two per-group options that act outside the step-size math: ``maximize`` and decoupled
+``weight_decay``.
+
+Per-group keys (each honoured per group, and tested per group): ``lr``, ``momentum``,
+``first_moment``, ``scaling``, ``weight_decay``, ``maximize``; torch's ``params`` and
+``param_names``; ``effective_lr``, which the optimizer writes (the step the group took).
+An option of the step-size rule or of the optimizer (``d0``, ``f_star``, ``foreach``, ...)
+is the whole model's, so a group that sets one is refused, naming it; so is any other
+key (a misspelt ``weight_decay`` would otherwise be ignored). The keys torch's LR
+schedulers write into groups (``initial_lr``, ...) are accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from paramscale.theory import _validate as check
+
+Tensors = list[torch.Tensor]
+
+OWN = ("lr", "momentum", "first_moment", "scaling", "weight_decay", "maximize")
+TORCH = ("params", "param_names", "effective_lr")
+SCHEDULERS = (  # keys torch.optim.lr_scheduler and swa_utils store in a group
+    "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "swa_lr",
+)  # fmt: skip
+ADDED = {"weight_decay": 0.0, "maximize": False, "effective_lr": 0.0}  # absent: older groups
+WHOLE_MODEL = (  # the step-size rule's and the optimizer's options: one value for all groups
+    "d0", "growth_rate", "dhat", "transfer", "normaliser", "f_star", "c", "eta_max",
+    "f_star_tol", "foreach", "fused", "skip_nonfinite", "sharded", "process_group",
+)  # fmt: skip
+
+
+def check_keys(group: dict[str, Any], gi: int) -> None:
+    """Every key of group ``gi`` is a per-group option, else ValueError naming it."""
+    for key in group:
+        if key in OWN or key in TORCH or key in SCHEDULERS:
+            continue
+        if key in WHOLE_MODEL:
+            raise ValueError(
+                f"Invalid param group key: {key!r} in group {gi} ({key} is the whole "
+                "model's, not a group's: pass it to the constructor; per-group keys: "
+                f"{', '.join(OWN)})"
+            )
+        raise ValueError(
+            f"Invalid param group key: {key!r} in group {gi} (expected one of "
+            f"{', '.join(OWN)}; an unknown key would be ignored)"
+        )
+
+
+def check_values(group: dict[str, Any], where: str = "") -> None:
+    """A group's numbers; checked when it is added and at every step (a scheduler or a
+    user may change them: a NaN lr would otherwise turn the parameters into NaN)."""
+    if isinstance(group["lr"], torch.Tensor):
+        raise ValueError(
+            f"Invalid lr{where}: {group['lr']!r} (lr as a Tensor is not supported: the "
+            "step size is computed on the host in float64; pass a Python float)"
+        )
+    check.non_negative(f"lr{where}", group["lr"])
+    check.unit_interval(f"momentum{where}", group["momentum"])
+    check.unit_interval(f"first_moment{where}", group["first_moment"])
+    check.non_negative(f"weight_decay{where}", group["weight_decay"])
+    if not isinstance(group["maximize"], bool):
+        raise ValueError(f"Invalid maximize{where}: {group['maximize']!r} (expected True or False)")
+
+
+def ascent(gs: Tensors, maximize: bool) -> Tensors:
+    """The gradients the step descends along: ``-g`` to maximise (new tensors: the
+    parameters' ``.grad`` are left as they are), ``g`` otherwise."""
+    return torch._foreach_neg(gs) if maximize else gs
+
+
+def decay(group: dict[str, Any], ps: Tensors, states: list[dict], lam: float) -> None:
+    """Decoupled weight decay, as ``torch.optim.AdamW``: the iterate the step moves (``z``,
+    or the parameter itself where there is no ``z``) times ``1 - lam * weight_decay``,
+    ``lam`` the group's step (``effective_lr``), before the step; not part of the
+    gradient, so no step-size statistic sees it."""
+    rate = lam * group["weight_decay"]
+    if rate == 0:
+        return
+    iterates = [st["z"] if "z" in st else p for p, st in zip(ps, states, strict=True)]
+    torch._foreach_mul_(iterates, 1 - rate)
