@@ -21,9 +21,13 @@ Not ported, with the reason (docs/torch.md, "What torch's tests cover"):
 - test_second_order_optims_return_consistent_types: LBFGS's;
 - test_optim_infos_do_not_specify_global_cliquey_kwargs, test_errors: about torch's
   tables; our errors are tests/test_errors.py;
-- CUDA-only ones (test_state_dict_with_cuda_params, test_mixed_device_dtype across GPUs,
-  test_fused_cpu_matches_cuda, test_peak_memory_foreach, the large-tensor tests):
-  tests/test_torch_fused_triton.py covers the CUDA path.
+- test_mixed_device_dtype across two GPUs, test_fused_cpu_matches_cuda,
+  test_peak_memory_foreach and the large-tensor tests: CUDA-only, and covered on one GPU
+  by tests/test_torch_fused_triton.py.
+
+The CUDA cases that are ported (test_state_dict_with_cuda_params, and the fused,
+mixed-dtype and weights-only tests parametrised over ``DEVICES``) are marked ``cuda`` and
+skipped without a GPU.
 """
 
 import copy
@@ -46,6 +50,7 @@ from torch.optim.optimizer import (
 
 from paramscale import torch_impl as T
 from paramscale.theory.stepsize import constant
+from tests.devices import DEVICES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-v1.pt"
 
@@ -78,17 +83,17 @@ def maximizes(name: str) -> bool:
     return "maximize" in name
 
 
-def regression(dtype=torch.float32, contiguous=True, seed=0):
+def regression(dtype=torch.float32, contiguous=True, seed=0, device="cpu"):
     """torch's test problem: loss = ||W x + b||^2 (W 10x5, b 10)."""
     gen = torch.Generator().manual_seed(seed)
     if contiguous:
-        weight = Parameter(torch.randn((10, 5), generator=gen, dtype=dtype))
-        bias = Parameter(torch.randn(10, generator=gen, dtype=dtype))
+        weight = torch.randn((10, 5), generator=gen, dtype=dtype).to(device)
+        bias = torch.randn(10, generator=gen, dtype=dtype).to(device)
     else:
-        weight = Parameter(torch.randn((10, 5, 2), generator=gen, dtype=dtype)[..., 0])
-        bias = Parameter(torch.randn((10, 2), generator=gen, dtype=dtype)[..., 0])
-    x = torch.randn(5, generator=gen, dtype=dtype)
-    return weight, bias, x
+        weight = torch.randn((10, 5, 2), generator=gen, dtype=dtype).to(device)[..., 0]
+        bias = torch.randn((10, 2), generator=gen, dtype=dtype).to(device)[..., 0]
+    x = torch.randn(5, generator=gen, dtype=dtype).to(device)
+    return Parameter(weight), Parameter(bias), x
 
 
 def closure_for(opt, weight, bias, x):
@@ -165,16 +170,16 @@ def _model(dtype, seed=1):
     ).to(dtype=dtype)
 
 
-def compare_paths(name, dtype, flag, atol, rtol, iterations=7):
+def compare_paths(name, dtype, flag, atol, rtol, iterations=7, device="cpu"):
     """torch's ``_test_derived_optimizers`` / ``_compare_between``: the same model stepped
     by the per-tensor path and by ``flag`` (foreach, fused), with a 0-dim parameter last,
     no gradients at iteration 2 (a no-op step), the second linear layer frozen at 3 and 4;
     parameters and every state tensor compared after each step."""
-    x = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], dtype=dtype).reshape(3, 2)
+    x = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], dtype=dtype, device=device).reshape(3, 2)
     runs = []
     for value in (False, True):
-        model = _model(dtype)
-        scalar = torch.ones((), dtype=dtype, requires_grad=True)
+        model = _model(dtype).to(device)
+        scalar = torch.ones((), dtype=dtype, device=device, requires_grad=True)
         params = [*model.parameters(), scalar]
         opt = INPUTS[name](params, **({"foreach": False} if not value else {flag: True}))
         runs.append((model, scalar, params, opt))
@@ -185,7 +190,7 @@ def compare_paths(name, dtype, flag, atol, rtol, iterations=7):
 
             def closure(model=model, scalar=scalar, i=i):
                 if i == 2:
-                    return torch.tensor(1.0, dtype=dtype)  # no gradients: a no-op step
+                    return torch.tensor(1.0, dtype=dtype, device=device)  # a no-op step
                 loss = model(x).sum() + scalar * scalar
                 loss.backward()
                 return loss
@@ -205,22 +210,24 @@ def test_foreach_matches_forloop(name):
     compare_paths(name, torch.float64, "foreach", atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["psdasgd", "psdasgd-weight-decay", "psdasgd-maximize", "pssps"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_matches_forloop(name, dtype):
-    """torch's test of that name, on the CPU fused path (compiled kernels), float32 and
-    float64 (bfloat16: test_mixed_dtypes_in_one_group); the fused path keeps no alpha, so
-    the state tensors both paths keep are compared."""
+def test_fused_matches_forloop(name, dtype, device):
+    """torch's test of that name, on the fused path (compiled kernels on the CPU, Triton on
+    CUDA), float32 and float64 (bfloat16: test_mixed_dtypes_in_one_group); the fused path
+    keeps no alpha, so the state tensors both paths keep are compared."""
     tol = {torch.float32: (1e-5, 1e-4), torch.float64: (1e-12, 1e-10)}[dtype]
-    compare_paths(name, dtype, "fused", *tol)
+    compare_paths(name, dtype, "fused", *tol, device=device)
 
 
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("flag", ["foreach", "fused"])
 @pytest.mark.parametrize("name", ["psdasgd", "pssps", "constant-adam"])
-def test_mixed_dtypes_in_one_group(name, flag):
+def test_mixed_dtypes_in_one_group(name, flag, device):
     """torch's test_mixed_device_dtype on one device: float64, float32, float16 and
     bfloat16 parameters in one group (and an int64 tensor that is not a parameter), stepped
     by the per-tensor path and by ``flag``: equal to the dtype's tolerance. The state of a
@@ -228,7 +235,7 @@ def test_mixed_dtypes_in_one_group(name, flag):
     if flag == "fused" and name == "constant-adam":
         pytest.skip("fused=True runs the D-Adaptation and Polyak steps")
     gen = torch.Generator().manual_seed(0)
-    base = [torch.rand(2, 3, generator=gen, dtype=torch.float64).to(dtype) for dtype in DTYPES]
+    base = [torch.rand(2, 3, generator=gen, dtype=torch.float64).to(device, dt) for dt in DTYPES]
     grads = [torch.rand(2, 3, generator=gen, dtype=torch.float64).to(p.dtype) for p in base]
     runs = []
     for value in (False, True):
@@ -305,6 +312,42 @@ def test_param_groups_lr(name):
         opt.step(with_irrelevant)
     assert_direction(name, closure().item(), initial)
     assert torch.equal(irrelevant, before)
+
+
+@pytest.mark.parametrize("path", [{"foreach": False}, {"foreach": True}])
+def test_every_group_key_is_honoured_per_group(path):
+    """With a step rule that couples nothing across groups (a constant step), one
+    optimizer with two groups of different ``scaling``, ``momentum``, ``first_moment``,
+    ``weight_decay``, ``maximize`` and ``lr`` is two optimizers, one per group."""
+    options = [
+        {"scaling": "adam", "momentum": 0.9, "first_moment": 0.9, "weight_decay": 0.1,
+         "maximize": False, "lr": 1.0},
+        {"scaling": "rmsprop", "momentum": 0.0, "first_moment": 0.0, "weight_decay": 0.0,
+         "maximize": True, "lr": 0.5},
+    ]  # fmt: skip
+    gen = torch.Generator().manual_seed(5)
+    starts = [torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in options]
+    grads = [
+        [torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in options] for _ in range(6)
+    ]
+    joint = [Parameter(x.clone()) for x in starts]
+    alone = [Parameter(x.clone()) for x in starts]
+    step = constant(0.01)
+    opt = T.ParameterScaled(
+        [{"params": [p], **o} for p, o in zip(joint, options, strict=True)], step, **path
+    )
+    singles = [
+        T.ParameterScaled([p], step, **o, **path) for p, o in zip(alone, options, strict=True)
+    ]
+    for gs in grads:
+        for p, q, g in zip(joint, alone, gs, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        for single in singles:
+            single.step()
+    for p, q in zip(joint, alone, strict=True):
+        assert torch.equal(p, q)
+    assert not torch.equal(joint[0], starts[0]) and not torch.equal(joint[1], starts[1])
 
 
 @pytest.mark.parametrize("name", list(INPUTS))
@@ -414,6 +457,32 @@ def test_weight_decay_is_decoupled(path, momentum):
 def _params_like(params):
     with torch.no_grad():
         return [Parameter(p.clone()) for p in params]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("path", [{"foreach": True}, {"fused": True}])
+def test_state_dict_with_cuda_params(path):
+    """torch's test of that name: a checkpoint of a CPU run loaded into an optimizer over
+    the same parameters on CUDA (foreach or Triton) is not changed by loading, and the two
+    runs then agree."""
+    weight, bias, x = regression()
+    opt = T.PSDASGD([weight, bias], foreach=True)
+    closure = closure_for(opt, weight, bias, x)
+    for _ in range(3):
+        opt.step(closure)
+    with torch.no_grad():
+        params_cuda = [Parameter(p.detach().to("cuda")) for p in (weight, bias)]
+    opt_cuda = T.PSDASGD(params_cuda, **path)
+    saved = copy.deepcopy(opt.state_dict())
+    opt_cuda.load_state_dict(copy.deepcopy(saved))
+    assert_same(saved, opt.state_dict())
+    closure_cuda = closure_for(opt_cuda, *params_cuda, x.to("cuda"))
+    for _ in range(5):
+        opt.step(closure)
+        opt_cuda.step(closure_cuda)
+    for p, q in zip((weight, bias), params_cuda, strict=True):
+        torch.testing.assert_close(q.cpu(), p, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(INPUTS))
@@ -528,12 +597,14 @@ def test_save_load_equality_with_weights_only(name):
     assert_same(loaded, sd)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("path", [{"foreach": False}, {"foreach": True}, {"fused": True}])
 @pytest.mark.parametrize("name", ["psdasgd", "pssps"])
-def test_a_weights_only_checkpoint_continues_bit_for_bit(name, path):
+def test_a_weights_only_checkpoint_continues_bit_for_bit(name, path, device):
     """Saved at step 4 through torch.save and read with weights_only=True into a fresh
-    optimizer over clones of the parameters, the run continues bit for bit, on each path."""
-    weight, bias, x = regression()
+    optimizer over clones of the parameters, the run continues bit for bit, on each path
+    (the fused one: compiled on the CPU, Triton on CUDA)."""
+    weight, bias, x = regression(device=device)
     opt = INPUTS[name]([weight, bias], **path)
     closure = closure_for(opt, weight, bias, x)
     for _ in range(4):

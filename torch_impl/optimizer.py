@@ -117,6 +117,9 @@ class ParameterScaled(torch.optim.Optimizer):
             products, maxima, the finite check) is all-reduced, so every rank computes the
             unsharded step. Requires an initialised ``torch.distributed``.
         process_group: the group to reduce over (default: the world).
+
+    torch's ``capturable`` and ``differentiable`` are not supported: a step synchronises
+    with the host once (the step size is a float64 host scalar) and runs under no_grad.
     """
 
     def __init__(
@@ -553,8 +556,8 @@ class PSSPS(ParameterScaled):
     cannot reach 0). A ``RuntimeWarning`` says so when it is left unbounded: on the
     sequence task of ``paramscale train`` the uncapped step reaches 0.1-0.4 and the model
     learns nothing, with ``eta_max=0.01`` it learns the task (docs/findings.md).
-    ``options``: ``foreach``, ``fused``, ``skip_nonfinite``, ``sharded``,
-    ``process_group``."""
+    ``options``: ``momentum``, ``first_moment``, ``weight_decay``, ``foreach``, ``fused``,
+    ``skip_nonfinite``, ``sharded``, ``process_group`` (docs/torch.md, "Arguments")."""
 
     def __init__(
         self,
@@ -583,8 +586,8 @@ class PSDASGD(ParameterScaled):
     """PS-DA-SGD (paper Alg. 2; docs/spec.md, PS-DA-SGD); ``scaling="identity"`` is D-Adapt
     SGD (``dadaptation.DAdaptSGD``). Defaults are the paper's: Adam scaling, momentum 0.9.
     ``transfer`` and ``normaliser``: as ``theory.stepsize.dadapt`` (docs/spec.md).
-    ``options``: ``foreach``, ``fused``, ``skip_nonfinite``, ``sharded``,
-    ``process_group``."""
+    ``options``: ``first_moment``, ``weight_decay``, ``maximize``, ``foreach``, ``fused``,
+    ``skip_nonfinite``, ``sharded``, ``process_group`` (docs/torch.md, "Arguments")."""
 
     def __init__(
         self,
