@@ -351,6 +351,27 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+PROBLEM_HELP = (
+    "a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or a "
+    "function returning them (e.g. via synthetic.from_data); repeatable"
+)
+RULE_HELP = (
+    "a user's scaling rule (module:attr or file.py:attr), run as PS-SPS and PS-DA-SGD beside "
+    "the others; repeatable"
+)
+
+
+def _add_user_inputs(parser: argparse.ArgumentParser, rules: bool = True) -> None:
+    """``--problem`` (and ``--rule``): a user's problems and scaling rules by module path."""
+    parser.add_argument(
+        "--problem", action="append", default=[], metavar="MODULE:ATTR", help=PROBLEM_HELP
+    )
+    if rules:
+        parser.add_argument(
+            "--rule", action="append", default=[], metavar="MODULE:ATTR", help=RULE_HELP
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paramscale",
@@ -371,16 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wide", action="store_true", help="every gap: a column per method (wider than 120)"
     )
-    p.add_argument(
-        "--problem", action="append", default=[], metavar="MODULE:ATTR",
-        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
-        "a function returning them (e.g. via synthetic.from_data); repeatable",
-    )  # fmt: skip
-    p.add_argument(
-        "--rule", action="append", default=[], metavar="MODULE:ATTR",
-        help="a user's scaling rule (module:attr or file.py:attr), run as PS-SPS and "
-        "PS-DA-SGD beside the others; repeatable",
-    )  # fmt: skip
+    _add_user_inputs(p)
     p.add_argument("--no-progress", action="store_true", help="no per-problem progress lines")
     p.set_defaults(func=_compare)
 
@@ -405,16 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="search for a counterexample to CLAIM with hypothesis instead",
     )
     c.add_argument("--examples", type=int, default=200, help="examples for --search")
-    c.add_argument(
-        "--problem", action="append", default=[], metavar="MODULE:ATTR",
-        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
-        "a function returning them (e.g. via synthetic.from_data); repeatable",
-    )  # fmt: skip
-    c.add_argument(
-        "--rule", action="append", default=[], metavar="MODULE:ATTR",
-        help="a user's scaling rule (module:attr or file.py:attr), run as PS-SPS and "
-        "PS-DA-SGD beside the others; repeatable",
-    )  # fmt: skip
+    _add_user_inputs(c)
     c.add_argument("--case", default="", metavar="JSON", help="re-run one case printed by --search")
     c.set_defaults(func=_check)
 
@@ -487,11 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="reports/validate-rule", help="report folder")
     v.add_argument("--iters", type=int, default=150, help="steps per run (default 150)")
     v.add_argument("--examples", type=int, default=100, help="counterexample-search examples")
-    v.add_argument(
-        "--problem", action="append", default=[], metavar="MODULE:ATTR",
-        help="a user's problem(s) instead of the default ones: a synthetic.Problem, a list, or "
-        "a function returning them (e.g. via synthetic.from_data); repeatable",
-    )  # fmt: skip
+    _add_user_inputs(v, rules=False)
     v.add_argument(
         "--train",
         action="store_true",

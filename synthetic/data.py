@@ -23,30 +23,35 @@ KINDS = ("lad", "hinge", "huber", "logistic", "max_affine")
 LABELLED = ("hinge", "logistic")  # b holds labels, -1 or +1
 
 
-def _matrix(A: Any) -> np.ndarray:
-    a = np.asarray(A)
+def _real(name: str, x: Any) -> np.ndarray:
+    """``x`` as an array of real numbers (bool, complex or non-numeric refused)."""
+    a = np.asarray(x)
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise TypeError(f"Invalid A: dtype {a.dtype} (expected real numbers)")
-    if a.ndim != 2 or min(a.shape) < 1:
-        raise ValueError(f"Invalid A: shape {a.shape} (expected a 2-D array (m, n), m, n >= 1)")
-    a = a.astype(np.float64)
-    bad = int((~np.isfinite(a)).sum())
-    if bad:
-        raise ValueError(f"Invalid A: {bad} NaN/Inf entries (expected finite values)")
+        raise TypeError(f"Invalid {name}: dtype {a.dtype} (expected real numbers)")
     return a
 
 
-def _vector(name: str, b: Any, m: int) -> np.ndarray:
-    v = np.asarray(b)
-    if v.dtype == bool or not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
-        raise TypeError(f"Invalid {name}: dtype {v.dtype} (expected real numbers)")
-    if v.shape != (m,):
-        raise ValueError(f"Invalid {name}: shape {v.shape} (expected ({m},), one per row of A)")
-    v = v.astype(np.float64)
-    bad = int((~np.isfinite(v)).sum())
+def _finite(name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` in float64, or a ValueError counting its NaN/Inf entries."""
+    a = a.astype(np.float64)
+    bad = int((~np.isfinite(a)).sum())
     if bad:
         raise ValueError(f"Invalid {name}: {bad} NaN/Inf entries (expected finite values)")
-    return v
+    return a
+
+
+def _matrix(A: Any) -> np.ndarray:
+    a = _real("A", A)
+    if a.ndim != 2 or min(a.shape) < 1:
+        raise ValueError(f"Invalid A: shape {a.shape} (expected a 2-D array (m, n), m, n >= 1)")
+    return _finite("A", a)
+
+
+def _vector(name: str, b: Any, m: int) -> np.ndarray:
+    v = _real(name, b)
+    if v.shape != (m,):
+        raise ValueError(f"Invalid {name}: shape {v.shape} (expected ({m},), one per row of A)")
+    return _finite(name, v)
 
 
 def _labels(kind: str, b: np.ndarray) -> np.ndarray:
