@@ -94,7 +94,8 @@ def test_every_block_is_code_that_runs_or_marked_output(path):
 
 @pytest.mark.parametrize("path", PYTHON, ids=_id)
 def test_python_blocks_run(path, monkeypatch):
-    run_python(path, monkeypatch)
+    namespace = run_python(path, monkeypatch)
+    assert namespace["__name__"] == f"docs_{path.stem}"  # the blocks ran in this module
 
 
 @pytest.mark.parametrize("code", SHELL)
@@ -123,7 +124,7 @@ def test_the_runner_fails_a_broken_block(tmp_path, monkeypatch):
     """Planted errors: a Python block that raises, one that uses a name no block defined, a
     shell command that fails, and a block in an unknown language are all caught."""
     for code, error in (("raise RuntimeError('broken')", RuntimeError), ("print(nope)", NameError)):
-        doc = tmp_path / "doc.md"
+        doc = tmp_path / "planted.txt"
         doc.write_text(f"Text.\n\n```python\nx = 1\n```\n\n```python\n{code}\n```\n")
         with pytest.raises(error):
             run_python(doc, monkeypatch)

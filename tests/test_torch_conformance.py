@@ -170,7 +170,7 @@ def _model(dtype, seed=1):
     ).to(dtype=dtype)
 
 
-def compare_paths(name, dtype, flag, atol, rtol, iterations=7, device="cpu"):
+def assert_paths_agree(name, dtype, flag, atol, rtol, iterations=7, device="cpu"):
     """torch's ``_test_derived_optimizers`` / ``_compare_between``: the same model stepped
     by the per-tensor path and by ``flag`` (foreach, fused), with a 0-dim parameter last,
     no gradients at iteration 2 (a no-op step), the second linear layer frozen at 3 and 4;
@@ -207,7 +207,7 @@ def compare_paths(name, dtype, flag, atol, rtol, iterations=7, device="cpu"):
 @pytest.mark.parametrize("name", list(INPUTS))
 def test_foreach_matches_forloop(name):
     """torch's test of that name (float64)."""
-    compare_paths(name, torch.float64, "foreach", atol=1e-12, rtol=1e-10)
+    assert_paths_agree(name, torch.float64, "foreach", atol=1e-12, rtol=1e-10)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -218,7 +218,7 @@ def test_fused_matches_forloop(name, dtype, device):
     CUDA), float32 and float64 (bfloat16: test_mixed_dtypes_in_one_group); the fused path
     keeps no alpha, so the state tensors both paths keep are compared."""
     tol = {torch.float32: (1e-5, 1e-4), torch.float64: (1e-12, 1e-10)}[dtype]
-    compare_paths(name, dtype, "fused", *tol, device=device)
+    assert_paths_agree(name, dtype, "fused", *tol, device=device)
 
 
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
