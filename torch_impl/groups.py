@@ -6,9 +6,10 @@ Per-group keys (each honoured per group, and tested per group): ``lr``, ``moment
 ``first_moment``, ``scaling``, ``weight_decay``, ``maximize``; torch's ``params`` and
 ``param_names``; ``effective_lr``, which the optimizer writes (the step the group took).
 An option of the step-size rule or of the optimizer (``d0``, ``f_star``, ``foreach``, ...)
-is the whole model's, so a group that sets one is refused, naming it; so is any other
-key (a misspelt ``weight_decay`` would otherwise be ignored). The keys torch's LR
-schedulers write into groups (``initial_lr``, ...) are accepted.
+is the whole model's, so a group that sets one to another value than the optimizer's is
+refused, naming it; so is any other key (a misspelt ``weight_decay`` would otherwise be
+ignored). The keys torch's LR schedulers write into groups (``initial_lr``, ...) are
+accepted.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ WHOLE_MODEL = (  # the step-size rule's and the optimizer's options: one value f
 )  # fmt: skip
 
 
-def check_keys(group: dict[str, Any], gi: int) -> None:
-    """Every key of group ``gi`` is a per-group option, else ValueError naming it."""
+def check_keys(group: dict[str, Any], gi: int, whole_model: dict[str, Any]) -> None:
+    """Every key of group ``gi`` is a per-group option, or a whole-model option at the
+    optimizer's own value ``whole_model[key]`` (ZeroRedundancyOptimizer copies its options
+    into the groups it hands on), else ValueError naming it."""
     for key in group:
         if key in OWN or key in TORCH or key in SCHEDULERS:
+            continue
+        if key in whole_model and _same(group[key], whole_model[key]):
             continue
         if key in WHOLE_MODEL:
             raise ValueError(
@@ -48,6 +53,15 @@ def check_keys(group: dict[str, Any], gi: int) -> None:
             f"Invalid param group key: {key!r} in group {gi} (expected one of "
             f"{', '.join(OWN)}; an unknown key would be ignored)"
         )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # a value that does not compare (a tensor, a process group)
+        return False
 
 
 def check_values(group: dict[str, Any], where: str = "") -> None:

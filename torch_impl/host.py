@@ -26,10 +26,12 @@ import torch
 
 from paramscale.theory.stepsize import StepStats
 from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS
+from paramscale.torch_impl import distributed
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]
-MAX_KEYS = frozenset({"alpha_max", "loss_bad", "below"})  # reduced by max; sums otherwise
+MAX_KEYS = frozenset({"alpha_max", "loss_bad", "below", "moved"})  # by max; sums otherwise
+NEUTRAL = {"sum": 0.0, "max": -math.inf, "min": math.inf}  # a rank with nothing to reduce
 STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
 SKIP_RUN = 10  # skipped steps in a row after which skip_nonfinite=True warns (once a run)
 SCALAR_KEYS = ("d", "numerator", "g0_norm")  # D-Adaptation's scalars in state["global"]
@@ -59,21 +61,29 @@ def op(key: str) -> str:
     return "max" if key in MAX_KEYS else "sum"
 
 
-def reduce(ts: Tensors, how: str) -> torch.Tensor:
-    """The maximum, minimum or sum of 0-dim tensors (one: itself, no launch)."""
+def reduce(ts: Tensors, how: str, device: Any = None) -> torch.Tensor:
+    """The maximum, minimum or sum of 0-dim tensors (one: itself, no launch; none: the
+    neutral value, on ``device``)."""
+    if not ts:
+        return torch.tensor(NEUTRAL[how], dtype=F64, device=device)
     if len(ts) == 1:
         return ts[0]
     return getattr(torch.stack(ts), how)()
 
 
 def fetch(
-    part: dict[str, Tensors], loss: Any = None, sharded: bool = False, group: Any = None
+    part: dict[str, Tensors],
+    loss: Any = None,
+    sharded: bool = False,
+    group: Any = None,
+    device: Any = None,
 ) -> dict[str, float]:
     """The host synchronisation: each partial reduction of ``part`` reduced over its entries
     (tensors, groups) and, when ``sharded``, over the ranks of ``group`` (one collective per
-    operation), and this rank's loss, as floats (one copy)."""
-    keys = list(part)
-    values = [reduce(ts, op(key)) for key, ts in part.items()]
+    operation, after the ranks agreed on the statistics: ``distributed.agreed_keys``), and
+    this rank's loss, as floats (one copy)."""
+    keys = distributed.agreed_keys(list(part), group) if sharded else list(part)
+    values = [reduce(part.get(key, []), op(key), device) for key in keys]
     if sharded and values:
         ops = torch.distributed.ReduceOp
         for how, name in ((ops.MAX, "max"), (ops.MIN, "min"), (ops.SUM, "sum")):
@@ -166,8 +176,9 @@ def finish(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
     """The end of D-Adaptation's pending last step from its fetched sums (``rule.estimate``:
     N += rho sum_groups lam <g', s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, ...)))."""
     pending = glob.pop("pending")
-    dot = sum(lam * values[f"dot.{i}"] for i, (lam, _) in enumerate(pending["dot"]))
-    s_sq = values["s_sq"] if pending["moved"] else 0.0  # no move: dhat undefined, d stays
+    dot = sum(lam * values[f"dot.{j}"] for j, lam in enumerate(_step_sizes(pending)))
+    moved = values.get("moved", pending["moved"])  # sharded: any rank's
+    s_sq = values["s_sq"] if moved else 0.0  # no move: dhat undefined, d stays
     sc, dhat = rule.estimate(scalars(rule, glob), dot * pending["rho"], s_sq)
     d = glob["d"]
     glob.update(scalar_entries(sc))
@@ -176,11 +187,23 @@ def finish(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
         glob["d_growths"] += int(glob["d"] > d)
 
 
-def pending_sums(pending: dict[str, Any]) -> dict[str, Tensors]:
-    """A pending D-Adaptation step's partial sums, for ``fetch``: each group's <g', s_{k-1}>
-    apart (the host weights it by its group's lam), and ||s_k||^2."""
-    sums = {f"dot.{i}": [dot] for i, (_, dot) in enumerate(pending["dot"])}
+def _step_sizes(pending: dict[str, Any]) -> list[float]:
+    """The distinct group steps lam of the pending step: of every group (the same list on
+    every rank), or of those that stepped here."""
+    return pending.get("lams") or sorted({lam for lam, _ in pending["dot"]})
+
+
+def pending_sums(pending: dict[str, Any], sharded: bool = False) -> dict[str, Tensors]:
+    """A pending D-Adaptation step's partial sums, for ``fetch``: <g', s_{k-1}> per distinct
+    group step lam (the host weights each by its lam; the same keys on every rank, each
+    with its parts on this rank), ||s_k||^2, and, when sharded, whether any rank moved."""
+    sums = {
+        f"dot.{j}": [dot for lam_i, dot in pending["dot"] if lam_i == lam]
+        for j, lam in enumerate(_step_sizes(pending))
+    }
     sums["s_sq"] = pending["s_sq"]
+    if sharded:
+        sums["moved"] = [torch.tensor(float(pending["moved"]), dtype=F64, device=pending["device"])]
     return sums
 
 

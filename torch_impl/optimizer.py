@@ -49,7 +49,15 @@ import torch
 from paramscale.theory import scaling as rules
 from paramscale.theory.stepsize import dadapt, polyak
 from paramscale.theory.transfer import TRANSFERS
-from paramscale.torch_impl import checkpoint, fused, fused_triton, groups, host, multi_tensor
+from paramscale.torch_impl import (
+    checkpoint,
+    distributed,
+    fused,
+    fused_triton,
+    groups,
+    host,
+    multi_tensor,
+)
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl.foreach_rules import FOREACH
 from paramscale.torch_impl.multi_tensor import Batch, Want, rule_slots, transfer_reductions
@@ -174,6 +182,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self._warned_stuck = False
         self.sharded = sharded
         self.process_group = process_group
+        self._mesh_group = None  # DTensor parameters sharded over a mesh: its group
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -186,9 +195,26 @@ class ParameterScaled(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
+    def _whole_model(self) -> dict[str, Any]:
+        """The whole-model options a group may repeat (as ZeroRedundancyOptimizer's groups
+        do) but not change."""
+        options = {key: getattr(self.step_rule, key) for key in groups.WHOLE_MODEL
+                   if hasattr(self.step_rule, key)}  # fmt: skip
+        for key in ("foreach", "fused", "skip_nonfinite", "sharded", "process_group"):
+            options[key] = getattr(self, key)
+        return options
+
     def _check_group(self, gi: int) -> None:
         group = self.param_groups[gi]
-        groups.check_keys(group, gi)
+        groups.check_keys(group, gi, self._whole_model())
+        self._mesh_group = distributed.mesh_group(
+            [p for g in self.param_groups for p in g["params"]]
+        )
+        if self._mesh_group is not None and self.sharded:
+            raise ValueError(
+                "Invalid sharded: True with DTensor parameters sharded over a device mesh "
+                "(expected False: the statistics are reduced over the mesh's group already)"
+            )
         groups.check_values(group)
         if group["maximize"] and self.step_rule.needs_loss:
             raise ValueError(
@@ -239,7 +265,7 @@ class ParameterScaled(torch.optim.Optimizer):
         if st:
             return st
         rule = self.step_rule
-        x = p.detach().to(checkpoint.state_dtype(p))
+        x = distributed.local(p).detach().to(checkpoint.state_dtype(p))
         st.update(rule_slots(group["scaling"].init(x)))
         if group["momentum"] > 0 or p.dtype in checkpoint.LOW_PRECISION:
             st["z"] = x.clone()
@@ -282,8 +308,9 @@ class ParameterScaled(torch.optim.Optimizer):
             ps, gs = [], []
             for pi, p in enumerate(group["params"]):
                 g = p.grad
-                if g is None or p.numel() == 0:  # an empty tensor has nothing to update
+                if g is None or distributed.local(p).numel() == 0:  # nothing to update here
                     continue
+                g = distributed.local(g)
                 if (
                     g.layout is not STRIDED
                     or g.dtype is not p.dtype
@@ -297,9 +324,19 @@ class ParameterScaled(torch.optim.Optimizer):
         return out
 
     # -- the step ----------------------------------------------------------------------------
+    @property
+    def _sharded(self) -> bool:
+        """Whether the statistics are all-reduced: ``sharded=True``, or DTensor parameters
+        sharded over a mesh."""
+        return self.sharded or self._mesh_group is not None
+
+    def _device(self) -> torch.device:
+        return distributed.local(self.param_groups[0]["params"][0]).device
+
     def _fetch(self, part: dict[str, Tensors], loss: Any = None) -> dict[str, float]:
         """The host synchronisation (``host.fetch``; all-reduced when sharded)."""
-        return host.fetch(part, loss, self.sharded, self.process_group)
+        group = self.process_group if self.sharded else self._mesh_group
+        return host.fetch(part, loss, self._sharded, group, self._device())
 
     def _want(self) -> Want:
         rule, glob = self.step_rule, self._global
@@ -315,6 +352,8 @@ class ParameterScaled(torch.optim.Optimizer):
         """Sweep 1 on this optimizer's path; what its sweep 2 needs (writes nothing)."""
         if not self.fused:
             return multi_tensor.sweep_rule(batches, want, add, self.foreach)
+        if not batches:  # a rank whose shard holds no gradient this step
+            return []
         run = fused_triton._fused_cuda_rule if self._on_triton(batches) else fused._fused_cpu_rule
         describe = self._describe(batches[0][0])
         return run(batches, want, add, self._plans, checkpoint.state_dtype, describe)
@@ -327,6 +366,8 @@ class ParameterScaled(torch.optim.Optimizer):
             for st, new in sweep1:  # the rule state at step k, alpha_k, g_0: stored now
                 st.update(new)
             return multi_tensor.sweep_move(batches, lams, rho, keeps_sum, k, self.foreach)
+        if not batches:
+            return [], []
         move = fused_triton._fused_cuda_move if self._on_triton(batches) else fused._fused_cpu_move
         return move(batches, sweep1, lams, rho, keeps_sum)
 
@@ -342,7 +383,7 @@ class ParameterScaled(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         collected = self._collect()
-        if not collected:
+        if not collected and not self._sharded:  # sharded: the ranks reduce together
             return loss
         for gi, group in enumerate(self.param_groups):
             groups.check_values(group, f" of group {gi}")
@@ -352,11 +393,14 @@ class ParameterScaled(torch.optim.Optimizer):
             raise ValueError(
                 f"PS-SPS needs the loss at step {glob['k']}: pass step(closure) or step(loss=...)"
             )
-        device = collected[0][1][0].device
+        device = self._device()
         if self.fused:
             self._check_fused_device(device)
-        f = None if loss is None else host.loss_value(loss, device, self.sharded)
-        batches = [(gr, ps, gs, self._states(gr, ps)) for gr, ps, gs in collected]
+        f = None if loss is None else host.loss_value(loss, device, self._sharded)
+        batches = [  # the state by parameter; the tensors stepped: the local shards
+            (gr, list(map(distributed.local, ps)), gs, self._states(gr, ps))
+            for gr, ps, gs in collected
+        ]
         for group, _, _, sts in batches:
             self._check_state_made(group, sts)
         part: dict[str, Tensors] = {}
@@ -384,8 +428,15 @@ class ParameterScaled(torch.optim.Optimizer):
         k = glob["k"]
         dots, s_parts = self._sweep_move(batches, sweep1, lams, new["rho"], k)  # 4.
         if rule.keeps_sum:  # its sums are read at the next sync
-            moved = new["lr"] * max(group["lr"] for group, *_ in batches) > 0
-            glob["pending"] = {"dot": dots, "s_sq": s_parts, "rho": new["rho"], "moved": moved}
+            moved = new["lr"] * max((group["lr"] for group, *_ in batches), default=0.0) > 0
+            glob["pending"] = {
+                "dot": dots,
+                "s_sq": s_parts,
+                "rho": new["rho"],
+                "moved": moved,
+                "lams": sorted({new["lr"] * group["lr"] for group in self.param_groups}),
+                "device": device,
+            }
         glob["k"] = k + 1
         return loss
 
@@ -404,9 +455,9 @@ class ParameterScaled(torch.optim.Optimizer):
         glob, rule = self._global, self.step_rule
         pending = glob.get("pending")  # dropped once finished: a failed sync loses nothing
         if pending is not None:
-            part.update(host.pending_sums(pending))
+            part.update(host.pending_sums(pending, self._sharded))
         tests_f = rule.needs_loss and loss is not None
-        if self.sharded and loss is not None:  # any rank's verdict on its loss is every rank's
+        if self._sharded and loss is not None:  # any rank's verdict on its loss is every rank's
             part["loss_bad"] = [(~torch.isfinite(loss)).to(host.F64)]
             if tests_f:
                 part["below"] = [rule.below_f_star(loss).to(host.F64)]
@@ -483,7 +534,7 @@ class ParameterScaled(torch.optim.Optimizer):
         estimates are read or saved."""
         pending = self.state.get("global", {}).get("pending")
         if pending is not None:
-            self._finish(self._fetch(host.pending_sums(pending)))
+            self._finish(self._fetch(host.pending_sums(pending, self._sharded)))
 
     # -- diagnostics and checkpoints -------------------------------------------------------
     def stats(self) -> dict[str, float]:
@@ -529,7 +580,7 @@ class ParameterScaled(torch.optim.Optimizer):
         pairs = checkpoint.saved_states(self.param_groups, state_dict)
         checkpoint.check_shapes(pairs)  # every check before anything is loaded
         for gi, group in enumerate(state_dict["param_groups"]):
-            groups.check_keys(group, gi)
+            groups.check_keys(group, gi, self._whole_model())
         pre_hooks = self._optimizer_load_state_dict_pre_hooks
         self._optimizer_load_state_dict_pre_hooks = type(pre_hooks)()  # ran above
         try:
@@ -540,9 +591,9 @@ class ParameterScaled(torch.optim.Optimizer):
 
 
 def _index(items: list, item: Any) -> int:
-    """The position of ``item`` itself in ``items`` (``list.index`` compares tensors by
-    value), for error messages."""
-    return next(i for i, x in enumerate(items) if x is item)
+    """The position of ``item`` itself, or of the parameter whose local shard it is, in
+    ``items`` (``list.index`` compares tensors by value), for error messages."""
+    return next(i for i, x in enumerate(items) if x is item or distributed.local(x) is item)
 
 
 class PSSPS(ParameterScaled):
