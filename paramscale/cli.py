@@ -151,6 +151,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from paramscale import bench
 
+    if args.communication:
+        from paramscale import communication
+
+        rows = communication.measure(Path("reports"))
+        print(communication.format_table(rows))
+        if args.csv:
+            communication.write_csv(rows, Path(args.csv).with_name("communication.csv"))
+        return 0
     if args.kernels:
         if importlib.util.find_spec("triton") is None:
             print("paramscale bench: --kernels needs Triton (not installed)", file=sys.stderr)
@@ -446,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-reference",
         action="store_true",
         help="skip the NumPy throughput and claim-sweep timings",
+    )
+    b.add_argument(
+        "--communication",
+        action="store_true",
+        help="instead: the collectives and bytes of an optimizer step under DDP, FSDP2 and "
+        "ZeRO (2 CPU processes on gloo), next to torch.optim.Adam (paramscale/communication.py)",
     )
     b.add_argument(
         "--kernels",

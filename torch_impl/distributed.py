@@ -73,19 +73,58 @@ def mesh_group(params: list[torch.Tensor]) -> Any:
     return found[0]
 
 
-def agreed_keys(keys: list[str], group: Any) -> list[str]:
-    """The statistics every rank of ``group`` reduces this step, sorted: ``keys`` itself
-    when all ranks have the same names (one all-gather of a checksum), else their union
-    (a second, rare exchange of the names)."""
+def refuse_replicas(gs: list[torch.Tensor], device: torch.device, group: Any) -> None:
+    """``sharded=True`` says each rank holds its own part of the model; ranks that hold the
+    same number of elements with the same gradients are replicas (DDP), whose statistics
+    summed over the ranks would count the model once per rank: refused, on every rank at
+    once (one all-gather of two numbers, at the first step)."""
+    mine = torch.zeros(2, dtype=torch.float64, device=device)
+    if gs:
+        mine[0] = float(sum(g.numel() for g in gs))
+        mine[1] = torch.stack([g.double().square().sum() for g in gs]).sum()
+    world = torch.distributed.get_world_size(group)
+    everyone = [torch.empty_like(mine) for _ in range(world)]
+    torch.distributed.all_gather(everyone, mine, group)
+    if world > 1 and mine[0] > 0 and all(torch.equal(other, mine) for other in everyone):
+        raise ValueError(
+            f"Invalid sharded: True, but all {world} ranks hold {int(mine[0])} elements with "
+            "the same gradients: replicas (DDP), not shards (expected sharded=False for "
+            "DistributedDataParallel; sharded=True is for ZeroRedundancyOptimizer or a "
+            "model split by hand; FSDP2 is detected)"
+        )
+
+
+def mean_over_ranks(loss: Any, device: torch.device, group: Any) -> torch.Tensor:
+    """The mean of every rank's loss (a number or a 0-dim tensor), as a float64 0-dim tensor
+    on ``device``: the loss of the whole batch when the ranks' batches are equal in size."""
+    if isinstance(loss, torch.Tensor):
+        value = loss.detach().reshape(()).to(device=device, dtype=torch.float64, copy=True)
+    else:  # a Python number: float64 from the start (torch.tensor would make it float32)
+        value = torch.tensor(float(loss), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(value, torch.distributed.ReduceOp.SUM, group)
+    return value / torch.distributed.get_world_size(group)
+
+
+def agreed_keys(keys: list[str], group: Any, step: int = -1) -> list[str]:
+    """The statistics every rank of ``group`` reduces at ``step``, sorted: ``keys`` itself
+    when all ranks have the same names (one all-gather of a checksum and the step count),
+    else their union (a second, rare exchange of the names). Ranks at different steps (a
+    checkpoint loaded on some only) are refused by name, on every rank."""
     names = sorted(keys)
     checksum = zlib.crc32("\0".join(names).encode())
-    mine = torch.tensor([checksum, len(names)], dtype=torch.int64)
-    backend = torch.distributed.get_backend(group)
-    if backend == "nccl":
+    mine = torch.tensor([checksum, len(names), step], dtype=torch.int64)
+    if torch.distributed.get_backend(group) == "nccl":
         mine = mine.cuda()
     world = torch.distributed.get_world_size(group)
     everyone = [torch.empty_like(mine) for _ in range(world)]
     torch.distributed.all_gather(everyone, mine, group)
+    steps = [int(other[2]) for other in everyone]
+    if len(set(steps)) > 1:
+        ranks = ", ".join(f"rank {r}: step {k}" for r, k in enumerate(steps))
+        raise RuntimeError(
+            f"The ranks are at different steps ({ranks}): their optimizers' states differ "
+            "(a checkpoint loaded on some ranks only?); every rank must load the same one"
+        )
     if all(torch.equal(other, mine) for other in everyone):
         return names
     lists: list[Any] = [None] * world

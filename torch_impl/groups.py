@@ -31,6 +31,7 @@ ADDED = {"weight_decay": 0.0, "maximize": False, "effective_lr": 0.0}  # absent:
 WHOLE_MODEL = (  # the step-size rule's and the optimizer's options: one value for all groups
     "d0", "growth_rate", "dhat", "transfer", "normaliser", "f_star", "c", "eta_max",
     "f_star_tol", "foreach", "fused", "skip_nonfinite", "sharded", "process_group",
+    "reduce_loss",
 )  # fmt: skip
 
 

@@ -77,22 +77,25 @@ def fetch(
     sharded: bool = False,
     group: Any = None,
     device: Any = None,
+    step: int = -1,
 ) -> dict[str, float]:
     """The host synchronisation: each partial reduction of ``part`` reduced over its entries
     (tensors, groups) and, when ``sharded``, over the ranks of ``group`` (one collective per
     operation, after the ranks agreed on the statistics: ``distributed.agreed_keys``), and
     this rank's loss, as floats (one copy)."""
-    keys = distributed.agreed_keys(list(part), group) if sharded else list(part)
+    keys = distributed.agreed_keys(list(part), group, step) if sharded else list(part)
     values = [reduce(part.get(key, []), op(key), device) for key in keys]
-    if sharded and values:
+    if sharded and values:  # two all-reduces: the sums, and the maxima with min(x) = -max(-x)
         ops = torch.distributed.ReduceOp
-        for how, name in ((ops.MAX, "max"), (ops.MIN, "min"), (ops.SUM, "sum")):
-            at = [i for i, key in enumerate(keys) if op(key) == name]
+        sign = {"max": 1.0, "min": -1.0}
+        for how, names in ((ops.MAX, ("max", "min")), (ops.SUM, ("sum",))):
+            at = [i for i, key in enumerate(keys) if op(key) in names]
             if at:
-                both = torch.stack([values[i] for i in at])
+                flips = [sign.get(op(keys[i]), 1.0) for i in at]
+                both = torch.stack([f * values[i] for f, i in zip(flips, at, strict=True)])
                 torch.distributed.all_reduce(both, how, group)
-                for i, value in zip(at, both.unbind(), strict=True):
-                    values[i] = value
+                for i, f, value in zip(at, flips, both.unbind(), strict=True):
+                    values[i] = f * value  # negation is exact
     if isinstance(loss, torch.Tensor):
         keys.append("loss")
         values.append(loss)

@@ -125,6 +125,11 @@ class ParameterScaled(torch.optim.Optimizer):
             products, maxima, the finite check) is all-reduced, so every rank computes the
             unsharded step. Requires an initialised ``torch.distributed``.
         process_group: the group to reduce over (default: the world).
+        reduce_loss: for a step rule that reads the loss (PS-SPS): average it over the
+            ranks of ``process_group`` before the step, so that every rank takes the step
+            of the whole batch (data parallelism: DDP, FSDP, ZeRO). Default: when
+            ``torch.distributed`` is initialised with more than one rank. One all-reduce of
+            one number a step; pass False for a model that only this rank trains.
 
     torch's ``capturable`` and ``differentiable`` are not supported: a step synchronises
     with the host once (the step size is a float64 host scalar) and runs under no_grad.
@@ -146,6 +151,7 @@ class ParameterScaled(torch.optim.Optimizer):
         skip_nonfinite: bool = False,
         sharded: bool = False,
         process_group: Any = None,
+        reduce_loss: bool | None = None,
     ) -> None:
         if sharded and not torch.distributed.is_initialized():
             raise ValueError("Invalid sharded: True (expected an initialised torch.distributed)")
@@ -183,6 +189,7 @@ class ParameterScaled(torch.optim.Optimizer):
         self.sharded = sharded
         self.process_group = process_group
         self._mesh_group = None  # DTensor parameters sharded over a mesh: its group
+        self.reduce_loss = reduce_loss
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -200,7 +207,14 @@ class ParameterScaled(torch.optim.Optimizer):
         do) but not change."""
         options = {key: getattr(self.step_rule, key) for key in groups.WHOLE_MODEL
                    if hasattr(self.step_rule, key)}  # fmt: skip
-        for key in ("foreach", "fused", "skip_nonfinite", "sharded", "process_group"):
+        for key in (
+            "foreach",
+            "fused",
+            "skip_nonfinite",
+            "sharded",
+            "process_group",
+            "reduce_loss",
+        ):
             options[key] = getattr(self, key)
         return options
 
@@ -330,13 +344,20 @@ class ParameterScaled(torch.optim.Optimizer):
         sharded over a mesh."""
         return self.sharded or self._mesh_group is not None
 
+    def _reduces_loss(self) -> bool:
+        if self.reduce_loss is not None:
+            return self.reduce_loss
+        dist = torch.distributed
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
     def _device(self) -> torch.device:
         return distributed.local(self.param_groups[0]["params"][0]).device
 
     def _fetch(self, part: dict[str, Tensors], loss: Any = None) -> dict[str, float]:
         """The host synchronisation (``host.fetch``; all-reduced when sharded)."""
         group = self.process_group if self.sharded else self._mesh_group
-        return host.fetch(part, loss, self._sharded, group, self._device())
+        step = self.state.get("global", {}).get("k", 0)
+        return host.fetch(part, loss, self._sharded, group, self._device(), step)
 
     def _want(self) -> Want:
         rule, glob = self.step_rule, self._global
@@ -396,6 +417,8 @@ class ParameterScaled(torch.optim.Optimizer):
         device = self._device()
         if self.fused:
             self._check_fused_device(device)
+        if loss is not None and rule.needs_loss and self._reduces_loss():
+            loss = distributed.mean_over_ranks(loss, device, self.process_group)
         f = None if loss is None else host.loss_value(loss, device, self._sharded)
         batches = [  # the state by parameter; the tensors stepped: the local shards
             (gr, list(map(distributed.local, ps)), gs, self._states(gr, ps))
@@ -403,6 +426,10 @@ class ParameterScaled(torch.optim.Optimizer):
         ]
         for group, _, _, sts in batches:
             self._check_state_made(group, sts)
+        if self.sharded and glob["k"] == 0:
+            distributed.refuse_replicas(
+                [g for b in batches for g in b[2]], device, self.process_group
+            )
         part: dict[str, Tensors] = {}
 
         def add(key: str, value: torch.Tensor) -> None:

@@ -1,0 +1,235 @@
+"""PyTorch's distributed engines (docs/distributed.md): two CPU processes on gloo, each on
+half of the batch, against one process on the whole batch, for a model of 167k (or 165k,
+unevenly sharded) parameters, on every path.
+
+- DDP: ``DistributedDataParallel``, the optimizer on every replica as it is;
+- FSDP2: ``fully_shard`` on each linear layer and the root, DTensor parameters, detected;
+  evenly sharded, and unevenly, with a layer of one output whose weight and bias are
+  empty on the second rank;
+- ZeRO: ``ZeroRedundancyOptimizer(optimizer_class=PSDASGD, sharded=True)`` under DDP;
+- FSDP1 needs an accelerator on this torch ("FSDP needs a non-CPU accelerator device"),
+  so it runs only where CUDA is (marked ``cuda``).
+
+Each run compares the distance travelled by every parameter and the final d and step
+size with the single process: float64 to 1e-9 (the sums are reduced in another order;
+measured: 7e-12 at most), float32 to 5% (D-Adaptation's d is that sensitive to float32
+round-off here: one process in float32 ends 0.7% and 1.9% from float64 on the two models;
+the engines ended 0.005% (DDP, ZeRO) and 1.4% (FSDP2, uneven) from one float32 process).
+Each spawn has a timeout, so a hang fails the test.
+"""
+
+import os
+import socket
+import time
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from paramscale import torch_impl as T
+from paramscale.communication import batch, model
+
+STEPS, WORLD, TIMEOUT_S = 12, 2, 150
+CONFIGS = {  # name -> (optimizer, options, dtype)
+    "psdasgd-foreach-f64": ("PSDASGD", {}, torch.float64),
+    "psdasgd-per-tensor-f64": ("PSDASGD", {"foreach": False}, torch.float64),
+    "psdasgd-fused-f64": ("PSDASGD", {"fused": True}, torch.float64),
+    "pssps-foreach-f64": ("PSSPS", {"eta_max": 0.1}, torch.float64),
+    "psdasgd-foreach-f32": ("PSDASGD", {}, torch.float32),
+}
+
+
+def make(kind: str, params, options: dict):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return getattr(T, kind)(params, **options)
+
+
+def train(net, opt, X, Y) -> None:
+    for _ in range(STEPS):
+
+        def closure():
+            opt.zero_grad()
+            loss = ((net(X) - Y) ** 2).mean()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+
+
+def flat(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).double() for p in params])
+
+
+def single(config: str, uneven: bool) -> dict:
+    kind, options, dtype = CONFIGS[config]
+    net = model(uneven, dtype)
+    X, Y = batch(1 if uneven else 10, dtype)
+    start = flat(net.parameters())
+    opt = make(kind, net.parameters(), options)
+    train(net, opt, X, Y)
+    return {"moved": flat(net.parameters()) - start, **_estimates(opt)}
+
+
+def _estimates(opt) -> dict:
+    stats = opt.stats()
+    return {"d": stats.get("d", 0.0), "lr": stats["lr"]}
+
+
+def _engine_run(engine: str, config: str, rank: int) -> dict:
+    kind, options, dtype = CONFIGS[config]
+    uneven = engine == "fsdp2-uneven"
+    net = model(uneven, dtype)
+    X, Y = batch(1 if uneven else 10, dtype)
+    X, Y = X[rank::WORLD], Y[rank::WORLD]
+    start = flat(net.parameters())
+    if engine.startswith("fsdp2"):
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in net:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer)
+        fully_shard(net)
+        opt = make(kind, net.parameters(), options)
+        owner = opt
+    elif engine == "fsdp1":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        net = FullyShardedDataParallel(net.cuda(), use_orig_params=True)
+        X, Y = X.cuda(), Y.cuda()
+        opt = owner = make(kind, net.parameters(), {**options, "sharded": True})
+    else:
+        net = torch.nn.parallel.DistributedDataParallel(net)
+        if engine == "zero":
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            opt = ZeroRedundancyOptimizer(
+                net.parameters(), optimizer_class=getattr(T, kind), sharded=True, **options
+            )
+            owner = opt.optim
+        else:
+            opt = owner = make(kind, net.parameters(), options)
+    train(net, opt, X, Y)
+    estimates = _estimates(owner)  # every rank: a collective when sharded
+    if engine.startswith("fsdp2"):
+        end = torch.cat([p.full_tensor().detach().reshape(-1).double() for p in net.parameters()])
+    elif engine == "fsdp1":
+        with FullyShardedDataParallel.summon_full_params(net):
+            end = flat(net.parameters()).cpu()
+    else:
+        end = flat(net.parameters())
+    return {"moved": end - start, **estimates}
+
+
+def _worker(rank: int, port: int, engine: str, out: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
+    results = {config: _engine_run(engine, config, rank) for config in CONFIGS}
+    if rank == 0:
+        torch.save(results, out)
+    dist.barrier()
+    os._exit(
+        0
+    )  # gloo's teardown may abort after the results are written (see test_torch_distributed)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(worker, *args, label: str) -> None:
+    """``worker(rank, port, *args)`` on ``WORLD`` processes; killed, and the test failed,
+    after ``TIMEOUT_S``."""
+    context = mp.spawn(worker, args=(_free_port(), *args), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not context.join(timeout=max(0.1, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{label}: the ranks did not finish in {TIMEOUT_S} s (a hang)")
+
+
+def spawn(engine: str, tmp_path) -> dict:
+    """Rank 0's results for every configuration under ``engine``."""
+    out = str(tmp_path / f"{engine}.pt")
+    run_ranks(_worker, engine, out, label=engine)
+    return torch.load(out)
+
+
+ENGINES = [
+    "ddp",
+    "fsdp2-even",
+    "fsdp2-uneven",
+    "zero",
+    pytest.param(
+        "fsdp1",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP1 needs CUDA"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_engine_takes_the_single_process_steps(engine, tmp_path):
+    got = spawn(engine, tmp_path)
+    for config in CONFIGS:
+        expected = single(config, engine == "fsdp2-uneven")
+        rtol = 1e-9 if CONFIGS[config][2] == torch.float64 else 0.05
+        for key in ("d", "lr"):
+            assert got[config][key] == pytest.approx(expected[key], rel=rtol), (config, key)
+        moved = expected["moved"]
+        assert moved.abs().max() > 0, config  # the run moved
+        scale = moved.abs().max()
+        torch.testing.assert_close(
+            got[config]["moved"], moved, rtol=rtol, atol=rtol * scale, msg=config
+        )
+
+
+def _mistake_worker(rank: int, port: int, case: str, out: str) -> None:
+    """A misconfigured run: the error each rank raised (or "none"), written per rank."""
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
+    net = model(False, torch.float64)
+    X, Y = batch(10, torch.float64)
+    X, Y = X[rank::WORLD], Y[rank::WORLD]
+    message = "none"
+    try:
+        if case == "ddp-given-sharded":
+            net = torch.nn.parallel.DistributedDataParallel(net)
+            opt = T.PSDASGD(net.parameters(), sharded=True)
+            train(net, opt, X, Y)
+        else:  # "ranks-at-different-steps": a model split by hand, one rank's state ahead
+            opt = T.PSDASGD(list(net.parameters())[rank::WORLD], sharded=True)
+            train(net, opt, X, Y)
+            if rank == 1:
+                opt.state["global"]["k"] += 5
+            train(net, opt, X, Y)
+    except (ValueError, RuntimeError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+    torch.save(message, f"{out}.{rank}")
+    os._exit(0)
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("ddp-given-sharded", "ValueError: Invalid sharded: True, but all 2 ranks hold"),
+        ("ranks-at-different-steps", "RuntimeError: The ranks are at different steps"),
+    ],
+)
+def test_a_misconfigured_run_raises_on_every_rank_instead_of_hanging(case, expected, tmp_path):
+    """DDP replicas given sharded=True (their statistics would be counted once per rank)
+    and ranks whose optimizers are at different steps: every rank raises, naming it, and
+    the processes end (a timeout fails the test)."""
+    out = str(tmp_path / case)
+    run_ranks(_mistake_worker, case, out, label=case)
+    for rank in range(WORLD):
+        assert torch.load(f"{out}.{rank}").startswith(expected), rank
