@@ -202,16 +202,26 @@ def _mistake_worker(rank: int, port: int, case: str, out: str) -> None:
     X, Y = X[rank::WORLD], Y[rank::WORLD]
     message = "none"
     try:
-        if case == "ddp-given-sharded":
-            net = torch.nn.parallel.DistributedDataParallel(net)
-            opt = T.PSDASGD(net.parameters(), sharded=True)
-            train(net, opt, X, Y)
-        else:  # "ranks-at-different-steps": a model split by hand, one rank's state ahead
-            opt = T.PSDASGD(list(net.parameters())[rank::WORLD], sharded=True)
-            train(net, opt, X, Y)
-            if rank == 1:
-                opt.state["global"]["k"] += 5
-            train(net, opt, X, Y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            if case == "ddp-given-sharded":
+                net = torch.nn.parallel.DistributedDataParallel(net)
+                opt = T.PSDASGD(net.parameters(), sharded=True)
+                train(net, opt, X, Y)
+            elif case == "zero-without-sharded":
+                from torch.distributed.optim import ZeroRedundancyOptimizer
+
+                net = torch.nn.parallel.DistributedDataParallel(net)
+                opt = ZeroRedundancyOptimizer(net.parameters(), optimizer_class=T.PSDASGD)
+                train(net, opt, X, Y)
+            else:  # "ranks-at-different-steps": a model split by hand, one rank's state ahead
+                opt = T.PSDASGD(list(net.parameters())[rank::WORLD], sharded=True)
+                train(net, opt, X, Y)
+                if rank == 1:
+                    opt.state["global"]["k"] += 5
+                train(net, opt, X, Y)
+        warned = [str(w.message) for w in caught if "sharded" in str(w.message)]
+        message = f"RuntimeWarning: {warned[0]}" if warned else message
     except (ValueError, RuntimeError) as exc:
         message = f"{type(exc).__name__}: {exc}"
     torch.save(message, f"{out}.{rank}")
@@ -223,12 +233,14 @@ def _mistake_worker(rank: int, port: int, case: str, out: str) -> None:
     [
         ("ddp-given-sharded", "ValueError: Invalid sharded: True, but all 2 ranks hold"),
         ("ranks-at-different-steps", "RuntimeError: The ranks are at different steps"),
+        ("zero-without-sharded", "RuntimeWarning: The ranks hold different parameters"),
     ],
 )
 def test_a_misconfigured_run_raises_on_every_rank_instead_of_hanging(case, expected, tmp_path):
     """DDP replicas given sharded=True (their statistics would be counted once per rank)
-    and ranks whose optimizers are at different steps: every rank raises, naming it, and
-    the processes end (a timeout fails the test)."""
+    and ranks whose optimizers are at different steps: every rank raises, naming it;
+    ZeroRedundancyOptimizer without sharded=True (each rank's d from its partition only):
+    every rank warns. The processes end (a timeout fails the test)."""
     out = str(tmp_path / case)
     run_ranks(_mistake_worker, case, out, label=case)
     for rank in range(WORLD):

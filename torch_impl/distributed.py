@@ -15,6 +15,7 @@ on every rank (docs/distributed.md).
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from typing import Any
 
@@ -73,24 +74,48 @@ def mesh_group(params: list[torch.Tensor]) -> Any:
     return found[0]
 
 
-def refuse_replicas(gs: list[torch.Tensor], device: torch.device, group: Any) -> None:
-    """``sharded=True`` says each rank holds its own part of the model; ranks that hold the
-    same number of elements with the same gradients are replicas (DDP), whose statistics
-    summed over the ranks would count the model once per rank: refused, on every rank at
-    once (one all-gather of two numbers, at the first step)."""
+def _fingerprints(gs: list[torch.Tensor], device: torch.device, group: Any) -> list:
+    """Every rank's (number of elements, sum of squared gradients) of ``gs``: one
+    all-gather of two numbers."""
     mine = torch.zeros(2, dtype=torch.float64, device=device)
     if gs:
         mine[0] = float(sum(g.numel() for g in gs))
         mine[1] = torch.stack([g.double().square().sum() for g in gs]).sum()
-    world = torch.distributed.get_world_size(group)
-    everyone = [torch.empty_like(mine) for _ in range(world)]
+    everyone = [torch.empty_like(mine) for _ in range(torch.distributed.get_world_size(group))]
     torch.distributed.all_gather(everyone, mine, group)
-    if world > 1 and mine[0] > 0 and all(torch.equal(other, mine) for other in everyone):
+    return [tuple(other.tolist()) for other in everyone]
+
+
+def refuse_replicas(gs: list[torch.Tensor], device: torch.device, group: Any) -> None:
+    """``sharded=True`` says each rank holds its own part of the model; ranks that hold the
+    same number of elements with the same gradients are replicas (DDP), whose statistics
+    summed over the ranks would count the model once per rank: refused, on every rank at
+    once (at the first step)."""
+    prints = _fingerprints(gs, device, group)
+    world, mine = len(prints), prints[0]
+    if world > 1 and mine[0] > 0 and len(set(prints)) == 1:
         raise ValueError(
             f"Invalid sharded: True, but all {world} ranks hold {int(mine[0])} elements with "
             "the same gradients: replicas (DDP), not shards (expected sharded=False for "
             "DistributedDataParallel; sharded=True is for ZeroRedundancyOptimizer or a "
             "model split by hand; FSDP2 is detected)"
+        )
+
+
+def warn_if_shards(gs: list[torch.Tensor], device: torch.device) -> None:
+    """Without ``sharded``, under ``torch.distributed``: ranks whose parameters differ in
+    size or whose gradients differ are not replicas, so each computes its own ``d`` from its
+    part only; warned about, on every rank (at the first step). Replicas (DDP) agree."""
+    prints = _fingerprints(gs, device, None)
+    if len(set(prints)) > 1:
+        sizes = ", ".join(f"rank {r}: {int(n)} elements" for r, (n, _) in enumerate(prints))
+        warnings.warn(
+            f"The ranks hold different parameters or gradients ({sizes}) and sharded=False: "
+            "each rank's step size then comes from its part of the model only. For shards of "
+            "one model (ZeroRedundancyOptimizer, FSDP1, a split by hand) pass sharded=True; "
+            "for a model only this rank trains, reduce_loss=False (no collective)",
+            RuntimeWarning,
+            stacklevel=2,
         )
 
 

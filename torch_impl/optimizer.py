@@ -129,7 +129,9 @@ class ParameterScaled(torch.optim.Optimizer):
             ranks of ``process_group`` before the step, so that every rank takes the step
             of the whole batch (data parallelism: DDP, FSDP, ZeRO). Default: when
             ``torch.distributed`` is initialised with more than one rank. One all-reduce of
-            one number a step; pass False for a model that only this rank trains.
+            one number a step. There, without ``sharded``, the first step also checks that
+            the ranks are replicas (one all-gather of two numbers) and warns if not; pass
+            False for a model that only this rank trains (no collective at all).
 
     torch's ``capturable`` and ``differentiable`` are not supported: a step synchronises
     with the host once (the step size is a float64 host scalar) and runs under no_grad.
@@ -345,10 +347,7 @@ class ParameterScaled(torch.optim.Optimizer):
         return self.sharded or self._mesh_group is not None
 
     def _reduces_loss(self) -> bool:
-        if self.reduce_loss is not None:
-            return self.reduce_loss
-        dist = torch.distributed
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        return _distributed() if self.reduce_loss is None else self.reduce_loss
 
     def _device(self) -> torch.device:
         return distributed.local(self.param_groups[0]["params"][0]).device
@@ -426,10 +425,12 @@ class ParameterScaled(torch.optim.Optimizer):
         ]
         for group, _, _, sts in batches:
             self._check_state_made(group, sts)
-        if self.sharded and glob["k"] == 0:
-            distributed.refuse_replicas(
-                [g for b in batches for g in b[2]], device, self.process_group
-            )
+        if glob["k"] == 0:  # the first step: is the distribution what the options say?
+            gs = [g for _, _, step_gs, _ in batches for g in step_gs]
+            if self.sharded:
+                distributed.refuse_replicas(gs, device, self.process_group)
+            elif self._mesh_group is None and self.reduce_loss is not False and _distributed():
+                distributed.warn_if_shards(gs, device)
         part: dict[str, Tensors] = {}
 
         def add(key: str, value: torch.Tensor) -> None:
@@ -615,6 +616,12 @@ class ParameterScaled(torch.optim.Optimizer):
         finally:
             self._optimizer_load_state_dict_pre_hooks = pre_hooks
         checkpoint.cast_loaded(self.state, pairs)
+
+
+def _distributed() -> bool:
+    """Whether ``torch.distributed`` runs with more than one rank."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _index(items: list, item: Any) -> int:
