@@ -15,6 +15,7 @@ on every rank (docs/distributed.md).
 
 from __future__ import annotations
 
+import functools
 import warnings
 import zlib
 from typing import Any
@@ -22,17 +23,19 @@ from typing import Any
 import torch
 
 
-def _dtensor_type() -> type | None:
+@functools.cache
+def _dtensor_type() -> type:
+    """torch's DTensor class (imported once; a class no tensor is an instance of where
+    torch.distributed is not built)."""
     if not torch.distributed.is_available():
-        return None
+        return type("NoDTensor", (), {})
     from torch.distributed.tensor import DTensor
 
     return DTensor
 
 
 def is_dtensor(t: Any) -> bool:
-    kind = _dtensor_type()
-    return kind is not None and isinstance(t, kind)
+    return isinstance(t, _dtensor_type())
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
