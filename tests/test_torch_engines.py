@@ -31,6 +31,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn import Parameter
 
 from paramscale import torch_impl as T
 from paramscale.communication import batch, model
@@ -153,10 +154,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(worker, *args, label: str) -> None:
-    """``worker(rank, port, *args)`` on ``WORLD`` processes; killed, and the test failed,
+def run_ranks(worker, *args, label: str, world: int = WORLD) -> None:
+    """``worker(rank, port, *args)`` on ``world`` processes; killed, and the test failed,
     after ``TIMEOUT_S``."""
-    context = mp.spawn(worker, args=(_free_port(), *args), nprocs=WORLD, join=False)
+    context = mp.spawn(worker, args=(_free_port(), *args), nprocs=world, join=False)
     deadline = time.monotonic() + TIMEOUT_S
     while not context.join(timeout=max(0.1, deadline - time.monotonic())):
         if time.monotonic() > deadline:
@@ -256,3 +257,50 @@ def test_a_misconfigured_run_raises_on_every_rank_instead_of_hanging(case, expec
     run_ranks(_mistake_worker, case, out, label=case)
     for rank in range(WORLD):
         assert torch.load(f"{out}.{rank}").startswith(expected), rank
+
+
+def _layout_worker(rank: int, port: int, out: str) -> None:
+    """The layouts ``distributed.mesh_group`` refuses, on one process: the messages."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    mesh = init_device_mesh("cpu", (1,))
+    mesh_2d = init_device_mesh("cpu", (1, 1), mesh_dim_names=("dp", "tp"))
+    sharded = Parameter(distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]))
+    two_dims = distribute_tensor(torch.ones(4, 2), mesh_2d, [Shard(0), Shard(1)])
+    replicated = distribute_tensor(torch.ones(3), mesh, [Replicate()])
+    cases = {
+        "mixed": [sharded, Parameter(torch.ones(3))],
+        "two-dims": [Parameter(two_dims)],
+        "sharded-and-replicated": [sharded, Parameter(replicated)],
+        "sharded-given-sharded": [sharded],
+    }
+    messages = {}
+    for case, params in cases.items():
+        try:
+            T.PSDASGD(params, sharded=case == "sharded-given-sharded")
+            messages[case] = "accepted"
+        except ValueError as exc:
+            messages[case] = str(exc)
+    torch.save(messages, out)
+    os._exit(0)
+
+
+def test_layouts_that_cannot_be_reduced_correctly_are_refused(tmp_path):
+    """A plain tensor next to DTensors (it would be counted once per rank), a DTensor
+    sharded over two mesh dimensions, sharded and replicated DTensors together, and
+    sharded=True on top of a detected mesh: each refused by name at construction."""
+    out = str(tmp_path / "layouts.pt")
+    run_ranks(_layout_worker, out, label="layouts", world=1)
+    messages = torch.load(out)
+    assert messages["mixed"].startswith("Invalid params: 1 DTensors and 1 plain tensors")
+    assert messages["two-dims"].startswith(
+        "Invalid params: a DTensor sharded over mesh dimensions [0, 1]"
+    )
+    assert messages["sharded-and-replicated"].startswith(
+        "Invalid params: DTensors sharded over different"
+    )
+    assert messages["sharded-given-sharded"].startswith(
+        "Invalid sharded: True with DTensor parameters"
+    )

@@ -7,10 +7,13 @@ on every rank (docs/distributed.md).
   statistics over: that of the mesh dimension its parameters are sharded on (none for
   replicated ones, whose every rank holds the whole tensor).
 - ``agreed_keys``: before the statistics are all-reduced, the ranks agree on which ones
-  there are (one all-gather of a checksum of the names, 8 bytes a rank): a rank whose
-  shard holds no tensor of a group, or no tensor at all, reduces the same vector as the
-  others, with each statistic's neutral value, instead of a shorter one that would hang
-  the collective.
+  there are and on the step (one all-gather of three integers a rank): a rank whose shard
+  holds no tensor of a group, or no tensor at all, reduces the same vector as the others,
+  with each statistic's neutral value, instead of a shorter one that would hang the
+  collective; ranks at different steps are refused.
+- ``refuse_replicas``, ``warn_if_shards``: the first step's check that the ranks hold what
+  ``sharded`` says (shards with it, replicas without).
+- ``mean_over_ranks``: PS-SPS's loss averaged over the ranks.
 """
 
 from __future__ import annotations
