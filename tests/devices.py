@@ -3,13 +3,11 @@
 import pytest
 import torch
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
+
+def needs_cuda(value: str, reason: str = "no CUDA device"):
+    """``value`` as a pytest parameter marked ``cuda``, skipped where there is none."""
+    marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)]
+    return pytest.param(value, marks=marks)
+
+
+DEVICES = ["cpu", needs_cuda("cuda")]

@@ -35,6 +35,7 @@ from torch.nn import Parameter
 
 from paramscale import torch_impl as T
 from paramscale.communication import batch, model
+from tests.devices import needs_cuda
 
 STEPS, WORLD, TIMEOUT_S = 12, 2, 150
 CONFIGS = {  # name -> (optimizer, options, dtype)
@@ -178,13 +179,7 @@ ENGINES = [
     "fsdp2-even",
     "fsdp2-uneven",
     "zero",
-    pytest.param(
-        "fsdp1",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP1 needs CUDA"),
-        ],
-    ),
+    needs_cuda("fsdp1", reason="FSDP1 needs CUDA"),
 ]
 
 
