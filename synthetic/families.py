@@ -1,6 +1,9 @@
 """Problem families (docs/spec.md section 5): all convex and Lipschitz, each with an independent
 second solver. ``scale`` > 0 gives the badly scaled variant: columns of the design (or
 coordinates) multiplied by ``exp(N(0, scale))``, the regime where adaptive scaling matters.
+
+Longer than the project's ~400 lines: seven small, independent families, each a class (its
+loss, subgradient and second solver) and a constructor that checks its sizes.
 """
 
 from __future__ import annotations
