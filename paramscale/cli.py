@@ -266,7 +266,8 @@ def _validate_rule(args: argparse.Namespace) -> int:
                                os.cpu_count() or 1, progress=True)  # fmt: skip
         outputs = train.write_outputs(rows, Path(args.out) / "train")
         print(outputs["table"].read_text())
-        print(f"training table: {outputs['table']} (figure: {outputs['png']})")
+        figure = outputs["png"] or f"none: {outputs['no_figure']}"
+        print(f"training table: {outputs['table']} (figure: {figure})")
     return 0 if report.passed else 1
 
 
@@ -325,7 +326,10 @@ def _train(args: argparse.Namespace) -> int:
     written = train.write_outputs(rows, Path(args.out))
     print(written["table"].read_text())
     for key in ("csv", "table", "png"):
-        print(f"wrote {written[key]}")
+        if written[key] is not None:
+            print(f"wrote {written[key]}")
+    if written["no_figure"]:
+        print(f"no figure: {written['no_figure']}")
     print(f"done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0
 

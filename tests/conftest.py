@@ -22,3 +22,28 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _compiles(item: pytest.Item) -> bool:
+    """Whether a test builds compiled kernels: the fused paths (a ``fused`` or ``triton``
+    test, a parameter that is ``"fused"`` or a dict with ``fused=True``), ``torch.compile``,
+    the Triton interpreter, the files of the fused paths, and the docs examples (a shell
+    block may run anything)."""
+    if item.path.name in ("test_torch_fused.py", "test_torch_fused_triton.py", "test_docs.py"):
+        return True
+    if any(word in item.name for word in ("fused", "triton", "compiled")):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(
+        value == "fused" or (isinstance(value, dict) and value.get("fused"))
+        for value in params.values()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``compiles`` on every test that builds kernels: scripts/test's second run, under
+    ATEN_CPU_CAPABILITY=default (ATen's scalar kernels), deselects them, since inductor
+    writes its own vector code and its cache does not key on that variable."""
+    for item in items:
+        if _compiles(item):
+            item.add_marker(pytest.mark.compiles)

@@ -44,7 +44,11 @@ def test_without_adaptation_it_is_torch_adam_and_sgd():
     assert max_rel_dev(ref.x, adam) <= 1e-12
     sgd = oracle_trajectory(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), p, p.x0, 50)
     ours = oracle_trajectory(lambda ps: T.EGStepSize(ps, lr=0.05, base="sgd", **off), p, p.x0, 50)
-    assert max_rel_dev(ours, sgd) <= 1e-12
+    # torch's buf = mu buf + g, p -= lr buf against the scale applied per step: the same
+    # step, rounded differently, and momentum 0.9 carries each rounding for ~10 steps.
+    # Measured: 8.7e-13 with AVX-512 kernels, 1.1e-12 with ATen's scalar ones
+    # (ATEN_CPU_CAPABILITY=default); a formula difference (nesterov, dampening) is 1.
+    assert max_rel_dev(ours, sgd) <= 1e-11
 
 
 def test_an_overflowing_scale_is_refused_and_changes_nothing():

@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from paramscale import theory
 from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
+from paramscale.theory import stepsize
 from paramscale.theory.stepsize import constant
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory
@@ -654,6 +655,35 @@ def test_a_d_that_grows_is_not_warned_about():
         warnings.filterwarnings("error", message=".*has not grown")
         train(model, opt, X, y, batches(110))
         assert opt.stats()["d_growths"] > 0
+
+
+@pytest.mark.parametrize("tie_broken_upward", [False, True])
+def test_a_tie_of_dhat_and_d_is_not_counted_as_growth(tie_broken_upward, monkeypatch):
+    """A float16 parameter whose first steps are below its resolution keeps its gradient
+    bitwise, so at step 1 dhat equals d in exact arithmetic: round-off breaks the tie one
+    way or the other, by path and CPU (issue: the fused and for-loop paths disagreed on
+    the counter). A rise within ``GROWTH_RTOL`` is not counted; step 2's dhat = 2 d is.
+    ``tie_broken_upward`` plants the rounding that raises d by 1e-12 relative."""
+    if tie_broken_upward:
+        estimate = stepsize.dadapt.estimate
+
+        def nudged(self, sc, dot, s_sq):
+            sc, dhat = estimate(self, sc, dot, s_sq)
+            if sc.numerator > 0 and dhat <= sc.d:  # the tie, broken upward
+                dhat = sc.d * (1 + 1e-12)
+                sc = sc._replace(d=dhat)
+            return sc, dhat
+
+        monkeypatch.setattr(stepsize.dadapt, "estimate", nudged)
+    w = torch.nn.Parameter(torch.ones(4, dtype=torch.float16))
+    opt = T.PSDASGD([w])
+    counts = []
+    for _ in range(3):
+        w.grad = torch.full_like(w, 0.5)
+        opt.step()
+        counts.append(opt.stats()["d_growths"])
+    assert torch.equal(w, torch.ones_like(w))  # below float16's resolution: g unchanged
+    assert counts == [0, 0, 1]
 
 
 def test_effective_lr_is_the_step_each_group_took():

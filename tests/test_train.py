@@ -216,6 +216,51 @@ def test_cli_quick_run_writes_csv_table_and_figure(tmp_path, capsys):
         assert (tmp_path / name).exists()
 
 
+@pytest.fixture(scope="module")
+def every_method_alone():
+    """One tiny run of every method of ``paramscale train --list`` on the smallest task
+    (one seed), shared by the tests below: rows by family."""
+    specs = [family.name for family in M.FAMILIES.values() if not family.missing()]
+    rows = train.benchmark(["digits-mlp"], specs, [0], steps=TINY)
+    return {name: [r for r in rows if r["family"] == name] for name in specs}
+
+
+def test_each_method_alone_gets_its_figure(every_method_alone, tmp_path):
+    """``train --methods M`` for each M alone: the CSV, the table and a figure drawing M
+    (the fixed set of the figure is absent), its step in the lr panel where it has units."""
+    from paramscale.figures.training import shown
+
+    assert set(every_method_alone) == {family.name for family in M.FAMILIES.values()}
+    for name, rows in every_method_alone.items():
+        written = train.write_outputs(rows, tmp_path / name)
+        assert written["no_figure"] is None, name
+        assert written["png"].stat().st_size > 10_000 and written["csv"].exists(), name
+        drawn = shown(report.summarize(runner.read_csv(written["csv"])))
+        assert {s.family for s in drawn} == {name}
+
+
+def test_one_logged_step_is_no_figure(every_method_alone, tmp_path):
+    """A run that logged its first step only (it diverged there): CSV and table, no figure,
+    the reason given."""
+    rows = [r for r in every_method_alone["PSDASGD"] if r["step"] == 0]
+    written = train.write_outputs(rows, tmp_path)
+    assert written["png"] is None and written["no_figure"].startswith("one step logged")
+    assert written["table"].exists()
+
+
+def test_a_run_with_nothing_to_draw_says_so_and_exits_0(tmp_path, capsys, monkeypatch):
+    """Every run skipped (its package missing): no figure; the CLI writes the CSV and the
+    table, says why there is no figure in one line, and exits 0."""
+    gone = M.Family("Gone", "needs a package", M.FAMILIES["prodigy"].build, package="no_such_pkg")
+    monkeypatch.setitem(M.FAMILIES, "gone", gone)
+    argv = ["train", "--quick", "--tasks", "digits-mlp", "--methods", "Gone", "--seeds", "1",
+            "--steps", str(TINY), "--out", str(tmp_path), "--jobs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "no figure: no method ran: every run was skipped or failed" in out
+    assert (tmp_path / "train.csv").exists() and not (tmp_path / "train.png").exists()
+
+
 RULE = "examples/max_normalised_adam.py:max_normalised_adam"
 
 

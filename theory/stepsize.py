@@ -208,6 +208,11 @@ class DAdaptState(NamedTuple):
 
 
 NORMALISERS = ("g0/alpha_0", "max_alpha", "g0/alpha_k")
+# A rise of d by at most this (relative) is a tie, not a growth: where the gradient has
+# not changed (the first step of a float16 model, whose first moves are below its
+# resolution; a piecewise-linear loss) dhat equals d in exact arithmetic at step 1, and
+# the paths' float32 statistics break the tie either way (measured: 3e-8 apart).
+GROWTH_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,12 @@ class dadapt:
         if self.normaliser == "max_alpha":
             return gamma * sc.d * stats.alpha_max / sc.g0_norm, sc  # ||g_0|| / max(alpha_k)
         return gamma * sc.d / math.sqrt(stats.g0_scaled_sq), sc  # ||g_0 / alpha_k||
+
+    @staticmethod
+    def grew(d_before: float, d_after: float) -> bool:
+        """Whether an estimate raised d by more than a tie (``GROWTH_RTOL``): what the
+        growth counter and the stuck-d warning count."""
+        return d_after > d_before * (1 + GROWTH_RTOL)
 
     def estimate(self, sc: DAdaptScalars, dot: float, s_sq: float) -> tuple[DAdaptScalars, float]:
         """N += dot (``dot = lam <g', s>``, s transferred); dhat = 2 N / ||s|| from

@@ -219,9 +219,13 @@ def _explained(compiled: Callable) -> Callable:
         try:
             return compiled(*args)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
+            cause = str(exc.__cause__ or exc).strip().splitlines()[:2]
             raise RuntimeError(
-                "fused=True: torch.compile could not build the kernel (on the CPU it needs a "
-                "C++ compiler); leave fused=False to use the foreach path"
+                f"fused=True: torch.compile could not build the kernel ({' '.join(cause)}). "
+                "On the CPU it needs a C++ compiler; a kernel cached under another "
+                "ATEN_CPU_CAPABILITY is reused and fails to build (torch's inductor cache "
+                "does not key on it: set TORCHINDUCTOR_CACHE_DIR to a fresh directory). "
+                "Leave fused=False to use the foreach path"
             ) from exc
 
     return run

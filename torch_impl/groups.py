@@ -6,10 +6,13 @@ Per-group keys (each honoured per group, and tested per group): ``lr``, ``moment
 ``first_moment``, ``scaling``, ``weight_decay``, ``maximize``; torch's ``params`` and
 ``param_names``; ``effective_lr``, which the optimizer writes (the step the group took).
 An option of the step-size rule or of the optimizer (``d0``, ``f_star``, ``foreach``, ...)
-is the whole model's, so a group that sets one to another value than the optimizer's is
-refused, naming it; so is any other key (a misspelt ``weight_decay`` would otherwise be
-ignored). The keys torch's LR schedulers write into groups (``initial_lr``, ...) are
-accepted.
+is the whole model's (one ``d``, one path for the model): groups may set it, as code
+written for torch's optimizers does (torch's own tests put every option, ``foreach`` and
+``fused`` included, into each group), and when every group agrees that value is the
+optimizer's (``agreed``); groups that disagree, or a group whose value differs from the
+one the other groups take from the constructor, are refused, naming the groups. Any other
+key is refused (a misspelt ``weight_decay`` would otherwise be ignored). The keys torch's
+LR schedulers write into groups (``initial_lr``, ...) are accepted.
 """
 
 from __future__ import annotations
@@ -28,32 +31,51 @@ SCHEDULERS = (  # keys torch.optim.lr_scheduler and swa_utils store in a group
     "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "swa_lr",
 )  # fmt: skip
 ADDED = {"weight_decay": 0.0, "maximize": False, "effective_lr": 0.0}  # absent: older groups
-WHOLE_MODEL = (  # the step-size rule's and the optimizer's options: one value for all groups
-    "d0", "growth_rate", "dhat", "transfer", "normaliser", "f_star", "c", "eta_max",
-    "f_star_tol", "foreach", "fused", "skip_nonfinite", "sharded", "process_group",
-    "reduce_loss",
-)  # fmt: skip
 
 
 def check_keys(group: dict[str, Any], gi: int, whole_model: dict[str, Any]) -> None:
-    """Every key of group ``gi`` is a per-group option, or a whole-model option at the
-    optimizer's own value ``whole_model[key]`` (ZeroRedundancyOptimizer copies its options
-    into the groups it hands on), else ValueError naming it."""
+    """Every key of group ``gi`` is a per-group option or a whole-model option (one of
+    ``whole_model``'s keys: its value is checked by ``agreed``), else ValueError naming it."""
     for key in group:
-        if key in OWN or key in TORCH or key in SCHEDULERS:
+        if key in OWN or key in TORCH or key in SCHEDULERS or key in whole_model:
             continue
-        if key in whole_model and _same(group[key], whole_model[key]):
-            continue
-        if key in WHOLE_MODEL:
-            raise ValueError(
-                f"Invalid param group key: {key!r} in group {gi} ({key} is the whole "
-                "model's, not a group's: pass it to the constructor; per-group keys: "
-                f"{', '.join(OWN)})"
-            )
         raise ValueError(
             f"Invalid param group key: {key!r} in group {gi} (expected one of "
-            f"{', '.join(OWN)}; an unknown key would be ignored)"
+            f"{', '.join(OWN)}, or a whole-model option: {', '.join(whole_model)}; an "
+            "unknown key would be ignored)"
         )
+
+
+def agreed(param_groups: list[dict[str, Any]], whole_model: dict[str, Any]) -> dict[str, Any]:
+    """The whole-model options that groups set, each at the one value every group has (a
+    group that does not set it has ``whole_model``'s, the constructor's); ValueError
+    naming the groups and their values where they differ."""
+    out = {}
+    for key, own in whole_model.items():
+        setting = [gi for gi, group in enumerate(param_groups) if key in group]
+        if not setting:
+            continue
+        values: list[tuple[Any, list[int]]] = []  # (value, the groups holding it)
+        for gi, group in enumerate(param_groups):
+            value = group.get(key, own)
+            for seen, holders in values:
+                if _same(seen, value):
+                    holders.append(gi)
+                    break
+            else:
+                values.append((value, [gi]))
+        if len(values) > 1:
+            held = "; ".join(
+                f"group{'s' * (len(gis) > 1)} {', '.join(map(str, gis))}: {value!r}"
+                + ("" if all(key in param_groups[gi] for gi in gis) else " (the constructor's)")
+                for value, gis in values
+            )
+            raise ValueError(
+                f"Invalid {key} in param groups ({held}): {key} is the whole model's option, "
+                "one value for every group (set it in every group, or in the constructor)"
+            )
+        out[key] = values[0][0]
+    return out
 
 
 def _same(a: Any, b: Any) -> bool:

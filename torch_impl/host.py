@@ -187,7 +187,7 @@ def finish(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
     glob.update(scalar_entries(sc))
     if not math.isnan(dhat):
         glob["dhat"] = dhat
-        glob["d_growths"] += int(glob["d"] > d)
+        glob["d_growths"] += int(rule.grew(d, glob["d"]))
 
 
 def _step_sizes(pending: dict[str, Any]) -> list[float]:

@@ -38,6 +38,7 @@ float16 parameters keep their optimizer state in float32, with a float32 master 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -68,6 +69,8 @@ FUSED_DADAPT = {  # the transfers and normalisers whose statistics the fused ker
     "transfer": ("min_active", "max", "shrink", "none"),
     "normaliser": ("g0/alpha_0", "max_alpha"),
 }
+# the optimizer's own whole-model options (with the step rule's: ``_whole_model``)
+WHOLE_MODEL = ("foreach", "fused", "skip_nonfinite", "sharded", "process_group", "reduce_loss")
 STEP_RULE = ("needs", "host_step", "transfer", "transfer_scalars", "scalars_init", "keeps_sum")
 
 
@@ -166,14 +169,6 @@ class ParameterScaled(torch.optim.Optimizer):
                 "Invalid step: a schedule on the step rule (expected None: in torch the "
                 "schedule is the group lr; use torch.optim.lr_scheduler)"
             )
-        if fused and foreach:
-            raise ValueError("Invalid foreach: True with fused=True (expected at most one)")
-        for key, allowed in FUSED_DADAPT.items():
-            if fused and getattr(step, key, allowed[0]) not in allowed:
-                raise ValueError(
-                    f"Invalid {key}: {getattr(step, key)!r} with fused=True (expected one of "
-                    f"{allowed}; the others run on the foreach and per-tensor paths)"
-                )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -192,31 +187,64 @@ class ParameterScaled(torch.optim.Optimizer):
         self.process_group = process_group
         self._mesh_group = None  # DTensor parameters sharded over a mesh: its group
         self.reduce_loss = reduce_loss
+        self._constructing = True  # whole-model options in groups: settled once all are in
         super().__init__(params, defaults)
+        self._constructing = False
+        self._adopt(groups.agreed(self.param_groups, self._whole_model()))
+
+    def _adopt(self, options: dict[str, Any]) -> None:
+        """The whole-model options (``_whole_model``) the groups agree on become this
+        optimizer's; the options and every group checked again."""
+        rule_options = {key: options.pop(key) for key in self._rule_options() if key in options}
+        if rule_options:
+            self.step_rule = dataclasses.replace(self.step_rule, **rule_options)
+        for key, value in options.items():
+            setattr(self, key, value)
+        if self.fused and self.foreach:
+            raise ValueError("Invalid foreach: True with fused=True (expected at most one)")
+        if self.sharded and not torch.distributed.is_initialized():
+            raise ValueError("Invalid sharded: True (expected an initialised torch.distributed)")
+        for key, allowed in FUSED_DADAPT.items():
+            if self.fused and getattr(self.step_rule, key, allowed[0]) not in allowed:
+                raise ValueError(
+                    f"Invalid {key}: {getattr(self.step_rule, key)!r} with fused=True "
+                    f"(expected one of {allowed}; the others run on the foreach and "
+                    "per-tensor paths)"
+                )
+        if rule_options or options:
+            for gi in range(len(self.param_groups)):
+                self._check_group(gi)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's, then this optimizer's checks: a refused group is taken out again, so the
-        optimizer is left as it was."""
+        optimizer is left as it was. Once constructed, a group's whole-model options must
+        be the optimizer's."""
         super().add_param_group(param_group)
         try:
             self._check_group(len(self.param_groups) - 1)
+            if not self._constructing:
+                groups.agreed(self.param_groups, self._whole_model())
         except Exception:
             self.param_groups.pop()
             raise
 
+    def _rule_options(self) -> tuple[str, ...]:
+        """The step rule's options: its dataclass fields, but for its schedule (the group
+        lr is) and a name a group holds as its own (``constant``'s lr: the group lr
+        multiplies it)."""
+        if not dataclasses.is_dataclass(self.step_rule):
+            return ()
+        return tuple(
+            f.name
+            for f in dataclasses.fields(self.step_rule)
+            if f.init and f.name != "schedule" and f.name not in groups.OWN
+        )
+
     def _whole_model(self) -> dict[str, Any]:
-        """The whole-model options a group may repeat (as ZeroRedundancyOptimizer's groups
-        do) but not change."""
-        options = {key: getattr(self.step_rule, key) for key in groups.WHOLE_MODEL
-                   if hasattr(self.step_rule, key)}  # fmt: skip
-        for key in (
-            "foreach",
-            "fused",
-            "skip_nonfinite",
-            "sharded",
-            "process_group",
-            "reduce_loss",
-        ):
+        """The whole model's options, which groups may set only to one value for all
+        (``groups.agreed``): the step rule's and the optimizer's."""
+        options = {key: getattr(self.step_rule, key) for key in self._rule_options()}
+        for key in WHOLE_MODEL:
             options[key] = getattr(self, key)
         return options
 
@@ -568,9 +596,9 @@ class ParameterScaled(torch.optim.Optimizer):
     def stats(self) -> dict[str, float]:
         """The global diagnostics: k, d, dhat, lr (the scaled-space step lam_k of the last
         step, before the group lr), rho, g0_norm, numerator, amax (floats), d_growths (the
-        steps at which dhat raised d), skipped (the steps ``skip_nonfinite=True`` skipped)
-        and skip_run (the latest of them in a row); one host sync to finish the last step's
-        D-Adaptation sums."""
+        steps at which dhat raised d by more than a tie: ``theory.stepsize.GROWTH_RTOL``),
+        skipped (the steps ``skip_nonfinite=True`` skipped) and skip_run (the latest of them
+        in a row); one host sync to finish the last step's D-Adaptation sums."""
         if "global" not in self.state:
             return {"k": 0}
         self._settle()
@@ -657,7 +685,7 @@ class PSSPS(ParameterScaled):
         **options: Any,
     ) -> None:
         super().__init__(params, polyak(f_star, c, eta_max, f_star_tol), scaling, lr, **options)
-        if eta_max == math.inf:
+        if self.step_rule.eta_max == math.inf:  # the groups may have set it
             warnings.warn(
                 "PSSPS: eta_max=inf leaves the Polyak step unbounded where f - f* stays large "
                 "and the gradient small (f* = 0 on a loss that cannot reach 0); pass eta_max, "

@@ -61,9 +61,11 @@ def benchmark(
     return rows
 
 
-def write_outputs(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """The CSV, then the table and the figure made from the CSV as read back."""
-    from paramscale.figures.training import train_plot
+def write_outputs(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """The CSV, then the table and the figure made from the CSV as read back. A run whose
+    figure cannot be drawn (nothing ran, one step logged) has ``png`` and ``pdf`` None and
+    the reason in ``no_figure``: the CSV and the table are its results."""
+    from paramscale.figures.training import NoFigure, train_plot
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "train.csv"
@@ -72,8 +74,12 @@ def write_outputs(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     summaries = report.summarize(data)
     table = report.format_table(summaries) + "\n\n" + report.format_grid(summaries) + "\n"
     (out / "table.txt").write_text(table)
-    png, pdf = train_plot(data, out)
-    return {"csv": csv_path, "table": out / "table.txt", "png": png, "pdf": pdf}
+    written: dict[str, Any] = {"csv": csv_path, "table": out / "table.txt", "no_figure": None}
+    try:
+        written["png"], written["pdf"] = train_plot(data, out)
+    except NoFigure as exc:
+        written.update(png=None, pdf=None, no_figure=str(exc))
+    return written
 
 
 def default_methods() -> list[str]:
