@@ -69,7 +69,8 @@ def _finite(values: Any) -> np.ndarray:
     return np.where(np.isfinite(v) & (v > 0) & (v < 1e100), v, np.nan)
 
 
-def _save(fig: Any, out: Path, name: str) -> list[Path]:
+def save_figure(fig: Any, out: Path, name: str) -> list[Path]:
+    """``fig`` as ``out/name.png`` and ``.pdf``, then closed; the two paths."""
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=120, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
@@ -79,7 +80,8 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _plt():
+def pyplot() -> Any:
+    """matplotlib's pyplot on a non-interactive backend (Agg, unless one is chosen)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -159,7 +161,7 @@ def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
     """Small multiples: a row per problem, a column per group of methods (``PANELS``); each
     method's observed curve (solid) and its theorem's bound (dashed, its colour; o: C2 at
     the final K); Nesterov's lower bound (dotted) on his own function only, for k < n."""
-    plt = _plt()
+    plt = pyplot()
     problems = list(dict.fromkeys(r["problem"] for r in rows))
     fig, axes = plt.subplots(
         len(problems), len(PANELS), figsize=(4.6 * len(PANELS), 2.1 * len(problems) + 1.6),
@@ -204,7 +206,7 @@ def rate_curve_plot(rows: Rows, out: Path) -> list[Path]:
         "and each\ntheorem's bound (dashed, same colour), on the convex suite",
         fontsize=9,
     )
-    return _save(fig, out, "rate_curves")
+    return save_figure(fig, out, "rate_curves")
 
 
 # -- 2. learning rates ---------------------------------------------------------------------
@@ -242,7 +244,7 @@ def learning_rate_data(problems: list[Any], iters: int) -> Rows:
 
 
 def learning_rate_plot(rows: Rows, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     problems = list(dict.fromkeys(r["problem"] for r in rows))
     fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 3.8), squeeze=False)
     for ax, prob in zip(axes.flat, problems, strict=True):
@@ -265,14 +267,14 @@ def learning_rate_plot(rows: Rows, out: Path) -> list[Path]:
         ax.set_ylabel("estimated step lam_k / median(alpha_k)^2")
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Learning rates estimated by the learning-rate-free methods")
-    return _save(fig, out, "learning_rates")
+    return save_figure(fig, out, "learning_rates")
 
 
 # -- 3. tightness --------------------------------------------------------------------------
 
 
 def tightness_plot(rows: Rows, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in dict.fromkeys(r["method"] for r in rows):
         m = [r for r in rows if r["method"] == method and r["observed"] > 0]
@@ -288,7 +290,7 @@ def tightness_plot(rows: Rows, out: Path) -> list[Path]:
     ax.set_ylabel("bound / observed (1 = tight)")
     ax.set_title(rows[0]["problem"], fontsize=8)
     ax.legend(fontsize=7, frameon=False)
-    return _save(fig, out, "tightness")
+    return save_figure(fig, out, "tightness")
 
 
 # -- 4. invariance and early-converging coordinate ------------------------------------------
@@ -331,7 +333,7 @@ def invariance_data(iters: int) -> Rows:
 
 
 def invariance_plot(rows: Rows, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     styles = iter(["-", "--", ":"])
     for s in dict.fromkeys(r["series"] for r in rows if r["panel"] == "invariance"):
@@ -360,7 +362,7 @@ def invariance_plot(rows: Rows, out: Path) -> list[Path]:
     a2.set_xlabel("step k")
     a2.set_ylabel("median step of the other coordinates")
     a2.legend(fontsize=8, frameon=False)
-    return _save(fig, out, "invariance")
+    return save_figure(fig, out, "invariance")
 
 
 # -- 5. rule grid --------------------------------------------------------------------------
@@ -416,7 +418,7 @@ def rule_grid_data(problems: list[Any], iters: int, extra: dict[str, Any] | None
 
 
 def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     steps = list(dict.fromkeys(r["step_rule"] for r in rows))
     rules = list(dict.fromkeys(r["scaling"] for r in rows))
     z = np.array(
@@ -451,7 +453,7 @@ def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
     ax.set_yticks(range(len(steps)), steps)
     fig.colorbar(im, label="log10 median (min f - f*) / (f(x_0) - f*)")
     ax.set_title("Rule-comparison grid (median over the problems; lower is better)", fontsize=9)
-    return _save(fig, out, "rule_grid")
+    return save_figure(fig, out, "rule_grid")
 
 
 # -- all of them ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from paramscale.figures.plots import PALETTE, _plt, _save
+from paramscale.figures.plots import PALETTE, pyplot, save_figure
 from paramscale.train.report import best_of_grids, good_band, summarize
 from paramscale.train.tasks import TASKS
 
@@ -81,7 +81,7 @@ def train_plot(rows: list[dict[str, Any]], out: Path, name: str = "train") -> li
         raise NoFigure("no method ran: every run was skipped or failed")
     if max(s.steps for s in chosen) == 0:
         raise NoFigure("one step logged: no curve to draw (run more --steps)")
-    plt = _plt()
+    plt = pyplot()
     tasks = list(dict.fromkeys(s.task for s in chosen))
     units = {s.lr_units for s in chosen if _has_units(s)}
     others = [m for m in dict.fromkeys(s.method for s in chosen) if _colour(m, chosen) is None]
@@ -130,4 +130,4 @@ def train_plot(rows: list[dict[str, Any]], out: Path, name: str = "train") -> li
             ax_lr.text(0.5, 0.5, "no method with a step in units", ha="center",
                        transform=ax_lr.transAxes, fontsize=8)  # fmt: skip
     fig.tight_layout()
-    return _save(fig, out, name)
+    return save_figure(fig, out, name)

@@ -60,6 +60,8 @@ def _optimizers(device: str) -> dict[str, Callable]:
         "PSSPS(foreach)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, foreach=True),
         "PSSPS(fused)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, fused=True),
         "PSSPS(per-tensor)": lambda ps: torch_impl.PSSPS(ps, f_star=0.0, foreach=False),
+        "PSDoG(foreach)": lambda ps: torch_impl.PSDoG(ps, foreach=True),
+        "PSDoWG(fused)": lambda ps: torch_impl.PSDoWG(ps, fused=True),
     }
     return out
 

@@ -19,10 +19,11 @@ from typing import Any
 def _user_inputs(args: argparse.Namespace) -> tuple[list | None, dict[str, Any]]:
     """The problems of ``--problem`` (None: the default ones) and the rules of ``--rule``
     (by their paths), loaded; RuleInputError names what is wrong."""
+    from paramscale import loading
     from paramscale.proofs_check import validate
 
-    problems = [p for spec in args.problem for p in validate.load_problems(spec)]
-    rules = {spec: validate.load_rule(spec) for spec in args.rule}
+    problems = [p for spec in args.problem for p in loading.load_problems(spec)]
+    rules = {spec: loading.load_rule(spec) for spec in args.rule}
     for rule in rules.values():
         validate.check_interface(rule)
     return problems or None, rules
@@ -30,7 +31,7 @@ def _user_inputs(args: argparse.Namespace) -> tuple[list | None, dict[str, Any]]
 
 def _compare(args: argparse.Namespace) -> int:
     from paramscale import compare
-    from paramscale.proofs_check.validate import RuleInputError
+    from paramscale.loading import RuleInputError
     from paramscale.train.methods import split_specs
 
     try:
@@ -72,7 +73,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from paramscale.proofs_check import CLAIMS, runner, search, validate
+    from paramscale import loading
+    from paramscale.proofs_check import CLAIMS, runner, search
 
     if args.case:
         try:
@@ -113,7 +115,7 @@ def _check(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         user_problems, user_rules = _user_inputs(args)
-    except validate.RuleInputError as exc:
+    except loading.RuleInputError as exc:
         print(f"paramscale check: {exc}", file=sys.stderr)
         return 2
     problems = user_problems or runner.default_problems(args.quick)
@@ -213,7 +215,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from paramscale.figures import plots
-    from paramscale.proofs_check.validate import RuleInputError
+    from paramscale.loading import RuleInputError
 
     try:
         problems, rules = _user_inputs(args)
@@ -238,17 +240,18 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _validate_rule(args: argparse.Namespace) -> int:
+    from paramscale import loading
     from paramscale.proofs_check import validate
 
     try:
-        rule = validate.load_rule(args.rule)
-        problems = [p for spec in args.problem for p in validate.load_problems(spec)] or None
+        rule = loading.load_rule(args.rule)
+        problems = [p for spec in args.problem for p in loading.load_problems(spec)] or None
         print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
         report = validate.validate_rule(
             rule, iters=args.iters, search_examples=args.examples, spec=args.rule,
             problems=problems,
         )  # fmt: skip
-    except validate.RuleInputError as exc:
+    except loading.RuleInputError as exc:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2
     print(report.markdown())
@@ -258,13 +261,14 @@ def _validate_rule(args: argparse.Namespace) -> int:
         import os
 
         from paramscale import train
+        from paramscale.train.outputs import write_outputs
 
         specs = [f"PSDASGD[scaling={args.rule}]", f"PSSPS[scaling={args.rule}]", "adam",
                  "amsgrad"]  # fmt: skip
         print(f"paramscale train --quick with {args.rule} ...", file=sys.stderr, flush=True)
         rows = train.benchmark(list(train.TASKS), specs, [0, 1, 2], True, "cpu",
                                os.cpu_count() or 1, progress=True)  # fmt: skip
-        outputs = train.write_outputs(rows, Path(args.out) / "train")
+        outputs = write_outputs(rows, Path(args.out) / "train")
         print(outputs["table"].read_text())
         figure = outputs["png"] or f"none: {outputs['no_figure']}"
         print(f"training table: {outputs['table']} (figure: {figure})")
@@ -288,6 +292,7 @@ def _train(args: argparse.Namespace) -> int:
     import os
 
     from paramscale import train
+    from paramscale.train.outputs import write_outputs
 
     if args.list:
         print("tasks:")
@@ -323,7 +328,7 @@ def _train(args: argparse.Namespace) -> int:
         tasks, specs, seeds, args.quick, args.device, workers, args.steps or None,
         progress=not args.no_progress,
     )  # fmt: skip
-    written = train.write_outputs(rows, Path(args.out))
+    written = write_outputs(rows, Path(args.out))
     print(written["table"].read_text())
     for key in ("csv", "table", "png"):
         if written[key] is not None:

@@ -64,7 +64,10 @@ METHODS: dict[str, MethodFactory] = {
         transfer="max", normaliser="max_alpha"
     ),  # docs/spec.md 3.3-3.4: the literal reading of the paper
     "dog": lambda p, s, K: optimizers.dog(),
+    "ps_dog[adam]": lambda p, s, K: optimizers.ps_dog(scaling=rules.adam()),
     "ldog": lambda p, s, K: optimizers.ldog(blocks=_halves(p.n)),
+    "dowg": lambda p, s, K: optimizers.dowg(),
+    "ps_dowg[adam]": lambda p, s, K: optimizers.ps_dowg(scaling=rules.adam()),
     "cocob": lambda p, s, K: optimizers.cocob(),
     "dadapt_adam": lambda p, s, K: optimizers.dadapt_adam(),
     "prodigy": lambda p, s, K: optimizers.prodigy(),

@@ -1,6 +1,6 @@
 """Static cost of the CUDA sweeps, without a GPU: ``paramscale bench --kernels``.
 
-Each Triton kernel of ``torch_impl.fused_triton`` is compiled for an H100 (sm_90) with the
+Each Triton kernel of ``torch_impl.triton_kernels`` is compiled for an H100 (sm_90) with the
 assembler Triton ships, and its main loop (the largest backward branch of the SASS) is
 counted: instructions per element, and special-function-unit instructions (MUFU) per
 element, which are one per correctly rounded square root or division. On an H100, sweep 1
@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from typing import Any, NamedTuple
 
-# the launch tables and the output (``_rule_kernel`` / ``_move_kernel``'s leading arguments)
+# the launch tables and the output (``rule_kernel`` / ``move_kernel``'s leading arguments)
 TABLE_TYPES = {
     "blocks": "*i32",
     "starts": "*i64",
@@ -28,7 +28,7 @@ TABLE_TYPES = {
     "out": "*fp64",
     "counter": "*i32",
 }
-ADAM = 3  # fused_triton.rule_code of the Adam rule
+ADAM = 3  # triton_kernels.rule_code of the Adam rule
 
 
 class LoopCount(NamedTuple):
@@ -42,20 +42,20 @@ class LoopCount(NamedTuple):
 def variants() -> list[tuple[str, Any, dict[str, Any]]]:
     """(name, kernel, constexprs) of PS-DA-SGD and PS-SPS with their defaults (Adam scaling;
     PS-DA-SGD with momentum 0.9, PS-SPS without), float32."""
-    from paramscale.torch_impl import fused_triton
+    from paramscale.torch_impl import triton_kernels
 
     return [
-        ("PS-DA-SGD sweep 1", fused_triton._rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
-        ("PS-SPS sweep 1", fused_triton._rule_kernel, {"RULE": ADAM, "GSQ": True, "RATIO": 0}),
+        ("PS-DA-SGD sweep 1", triton_kernels.rule_kernel, {"RULE": ADAM, "GSQ": False, "RATIO": 2}),
+        ("PS-SPS sweep 1", triton_kernels.rule_kernel, {"RULE": ADAM, "GSQ": True, "RATIO": 0}),
         (
             "PS-DA-SGD sweep 2",
-            fused_triton._move_kernel,
-            {"RULE": ADAM, "DADAPT": True, "FIRST": False, "HAS_Z": True, "AVERAGE": True},
+            triton_kernels.move_kernel,
+            {"RULE": ADAM, "KEEPS_S": True, "FIRST": False, "HAS_Z": True, "AVERAGE": True},
         ),
         (
             "PS-SPS sweep 2",
-            fused_triton._move_kernel,
-            {"RULE": ADAM, "DADAPT": False, "FIRST": False, "HAS_Z": False, "AVERAGE": False},
+            triton_kernels.move_kernel,
+            {"RULE": ADAM, "KEEPS_S": False, "FIRST": False, "HAS_Z": False, "AVERAGE": False},
         ),
     ]
 
@@ -68,9 +68,9 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from paramscale.torch_impl import fused_triton
+    from paramscale.torch_impl import triton_kernels
 
-    values = {**constexprs, "DT": tl.float32, "XT": tl.float32, "BLOCK": fused_triton.BLOCK}
+    values = {**constexprs, "DT": tl.float32, "XT": tl.float32, "BLOCK": triton_kernels.BLOCK}
     names = [p.name for p in kernel.params]
     signature = {
         p.name: "constexpr" if p.is_constexpr else TABLE_TYPES.get(p.name, p.annotation)
@@ -79,7 +79,7 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
     fixed = {(names.index(k),): v for k, v in values.items() if k in names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=fixed)
     compiled = triton.compile(
-        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": fused_triton.WARPS}
+        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": triton_kernels.WARPS}
     )
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as fh:
@@ -92,8 +92,8 @@ def loop_count(name: str, kernel: Any, constexprs: dict[str, Any]) -> LoopCount:
             check=True,
         ).stdout
     body = _main_loop(sass)
-    per_thread = fused_triton.BLOCK // (
-        32 * fused_triton.WARPS
+    per_thread = triton_kernels.BLOCK // (
+        32 * triton_kernels.WARPS
     )  # elements a thread takes per trip of the loop
     mufu = sum(1 for op in body if "MUFU" in op)
     return LoopCount(name, len(body) / per_thread, mufu / per_thread)

@@ -94,9 +94,9 @@ STUDY_NAMES = ("ps-dadapt", "ps-sps")
 
 def spec(options: dict[str, Any], family: str = "PSDASGD") -> str:
     """The variant as a ``paramscale train`` method spec (its name in both CSVs)."""
-    from paramscale.train.methods import _spec
+    from paramscale.train.methods import spec_name
 
-    return _spec(family, options)
+    return spec_name(family, options)
 
 
 # -- convex ---------------------------------------------------------------------------------
@@ -284,9 +284,9 @@ def plot(
 ) -> list[Path]:
     """Two panels per variant: convex geometric-mean gap ratio to D-Adapt SGD (log), and the
     networks' mean points from the best tuned Adam (diverged runs marked)."""
-    from paramscale.figures.plots import PALETTE, _plt, _save
+    from paramscale.figures.plots import PALETTE, pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     names = [n for n in convex if n in nets] or list(convex)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(names) + 1.5), sharey=True)
     y = np.arange(len(names))
@@ -311,7 +311,7 @@ def plot(
     axes[0].set_yticks(y, names, fontsize=7)
     axes[0].invert_yaxis()
     fig.tight_layout()
-    return _save(fig, out, name)
+    return save_figure(fig, out, name)
 
 
 def run(out: Path, seeds: tuple[int, ...], net_seeds: list[int], workers: int,

@@ -93,7 +93,7 @@ def rule_named(name: str) -> Any:
     if name in RULES:
         return RULES[name]()
     if ":" in name:
-        from paramscale.proofs_check.validate import load_rule
+        from paramscale.loading import load_rule
 
         return load_rule(name)
     raise ValueError(f"Invalid rule: {name!r} (expected one of {tuple(RULES)} or module:attr)")

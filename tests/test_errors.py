@@ -77,6 +77,8 @@ def _equal(a, b):
         return np.array_equal(a, b, equal_nan=True)
     if isinstance(a, tuple):
         return type(a) is type(b) and all(_equal(u, v) for u, v in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     return a == b

@@ -28,7 +28,9 @@ def test_files_are_written_and_valid(figdir, name):
 
 def test_rate_curve_lines_are_the_csv_data(figdir, monkeypatch):
     captured = {}
-    monkeypatch.setattr(F, "_save", lambda fig, out, name: captured.setdefault("fig", fig) and [])
+    monkeypatch.setattr(
+        F, "save_figure", lambda fig, out, name: captured.setdefault("fig", fig) and []
+    )
     rows = F.read_csv(figdir / "rate_curves.csv")
     F.rate_curve_plot(rows, figdir)
     ax = captured["fig"].axes[0]

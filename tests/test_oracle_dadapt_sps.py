@@ -70,7 +70,7 @@ def test_dadapt_sgd_single_steps_resynced():
 
     from paramscale.theory.combinator import PSState
     from paramscale.theory.scaling import Moments
-    from paramscale.theory.stepsize import DAdaptState
+    from paramscale.theory.stepsize import DAdaptScalars
 
     problem = PROBLEMS[2]
     params = [
@@ -93,8 +93,9 @@ def test_dadapt_sgd_single_steps_resynced():
             def cat(key):
                 return torch.cat([oracle.state[p][key] for p in params]).numpy().copy()
 
-            step = DAdaptState(grp["d"], cat("s"), grp["numerator_weighted"], grp["g0_norm"], None)
-            state = PSState(k, x, cat("z"), None, np.ones(problem.n), Moments(k, None), step)
+            scalars = DAdaptScalars(grp["d"], grp["numerator_weighted"], grp["g0_norm"])
+            state = PSState(k, x, cat("z"), None, np.ones(problem.n), Moments(k, None), scalars,
+                            {"s": cat("s")})  # fmt: skip
         x_ours, _, _ = ours.step(state, x, problem.f(x), g)
         oracle.step()
         x_ref = torch.cat([p.detach() for p in params]).numpy()

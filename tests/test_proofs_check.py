@@ -55,9 +55,9 @@ class ScaledPolyak(polyak):
 
     factor: float = 3.0
 
-    def step_size(self, state, inp):
-        lam, state, info = super().step_size(state, inp)
-        return self.factor * lam, state, info
+    def step(self, scalars, sums):
+        lam, scalars = super().step(scalars, sums)
+        return self.factor * lam, scalars
 
 
 def _pssps(rule, factor=1.0, iters=60, problem=P, sol=SOL):
@@ -160,12 +160,13 @@ def test_a3_catches_a_wrong_metric_change_factor(monkeypatch):
 class inflated_dadapt(dadapt):
     """Planted: D-Adaptation whose estimate is 20x too large."""
 
-    def step_size(self, state, inp):
-        lam, state, info = super().step_size(state, inp)
+    def settle(self, scalars, sums):
+        before = scalars.d
+        scalars, info = super().settle(scalars, sums)
         if np.isfinite(info["dhat"]):
             info = {**info, "dhat": 20 * info["dhat"]}
-            state = state._replace(d=max(state.d, info["dhat"]))
-        return lam, state, info
+            scalars = scalars._replace(d=max(before, info["dhat"]))
+        return scalars, info
 
 
 def test_b4_catches_an_inflated_estimate():

@@ -15,6 +15,7 @@ from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
 from paramscale.theory import scaling as S
 from paramscale.torch_impl import fused_triton as FT
+from paramscale.torch_impl import triton_kernels as TK
 from tests.oracle import max_rel_dev
 from tests.test_torch_fused import (
     ELEMENTWISE,
@@ -205,5 +206,16 @@ def test_a_stale_plan_is_caught(monkeypatch, move, blind):
 
 def test_rule_codes_cover_the_fused_rules():
     for name in ELEMENTWISE:
-        assert FT.rule_code(_rule_pair(name, 3)[1]) is not None, name
-    assert FT.rule_code(S.lars()) is None
+        assert TK.rule_code(_rule_pair(name, 3)[1]) is not None, name
+    assert TK.rule_code(S.lars()) is None
+
+
+@pytest.mark.parametrize("name", ["lowest-loss-polyak", "ps-dog", "ps-dowg"])
+def test_triton_runs_any_step_rule_as_numpy_does(name):
+    """tests/test_step_rules.py's comparison on the Triton path: a rule of that test file,
+    PS-DoG and PS-DoWG equal their NumPy runs (their reductions outside the kernels'
+    set computed eagerly on the device)."""
+    from tests.test_step_rules import RULES, numpy_and_torch
+
+    ours, got = numpy_and_torch(RULES[name](), {"fused": True}, device=DEVICE)
+    assert max_rel_dev(got, ours) <= 1e-9

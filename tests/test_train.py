@@ -12,6 +12,7 @@ from paramscale import train
 from paramscale.cli import main
 from paramscale.train import methods as M
 from paramscale.train import report, runner
+from paramscale.train.outputs import write_outputs
 from paramscale.train.tasks import TASKS
 
 TINY = 12  # steps: enough for every logged point to be a different step
@@ -191,7 +192,7 @@ def test_outputs_are_made_from_the_csv(tmp_path):
     rows = train.benchmark(
         ["digits-mlp", "logreg-convex"], ["adam", "PSDASGD", "Prodigy"], [0, 1], steps=TINY
     )
-    written = train.write_outputs(rows, tmp_path)
+    written = write_outputs(rows, tmp_path)
     table = written["table"].read_text()
     assert "digits-mlp: test accuracy" in table and "vs Adam" in table
     assert "adam (best lr" in table and "f - f*" in table  # logreg-convex knows f*
@@ -232,7 +233,7 @@ def test_each_method_alone_gets_its_figure(every_method_alone, tmp_path):
 
     assert set(every_method_alone) == {family.name for family in M.FAMILIES.values()}
     for name, rows in every_method_alone.items():
-        written = train.write_outputs(rows, tmp_path / name)
+        written = write_outputs(rows, tmp_path / name)
         assert written["no_figure"] is None, name
         assert written["png"].stat().st_size > 10_000 and written["csv"].exists(), name
         drawn = shown(report.summarize(runner.read_csv(written["csv"])))
@@ -243,7 +244,7 @@ def test_one_logged_step_is_no_figure(every_method_alone, tmp_path):
     """A run that logged its first step only (it diverged there): CSV and table, no figure,
     the reason given."""
     rows = [r for r in every_method_alone["PSDASGD"] if r["step"] == 0]
-    written = train.write_outputs(rows, tmp_path)
+    written = write_outputs(rows, tmp_path)
     assert written["png"] is None and written["no_figure"].startswith("one step logged")
     assert written["table"].exists()
 

@@ -230,17 +230,17 @@ def test_the_torch_masking_is_the_numpy_masking():
     gradients too: an active coordinate keeps its ratio exactly, a stopped one is +inf."""
     import torch
 
-    from paramscale.theory.transfer import STATISTICS, MetricChange
+    from paramscale.theory.reductions import FIELDS, Coordinates
 
     g = np.array([0.0, -0.0, 1e-45, -1e-45, 3.0, -2.5, 0.0], dtype=np.float32)
     prev = np.array([1.0, 2.0, 3.0, 0.5, 1e-4, 7.0, 1e-30], dtype=np.float32)
     alpha = np.array([2.0, 1.0, 0.25, 4.0, 3e-3, 1e-30, 5.0], dtype=np.float32)
-    stat = STATISTICS["ratio_min_active"]
-    expected = stat.elementwise(MetricChange(prev, alpha, None, g))
+    field = FIELDS["ratio_active"]
+    expected = field.of(Coordinates(g, alpha, prev))
     assert np.isinf(expected[[0, 1, 6]]).all() and np.isfinite(expected[2:6]).all()
 
     def masked(p, a, grad):
-        return stat.elementwise(MetricChange(p, a, None, grad))
+        return field.of(Coordinates(grad, a, p))
 
     args = [torch.from_numpy(a) for a in (prev, alpha, g)]
     for run in (masked, torch.compile(masked, backend="eager", fullgraph=True)):

@@ -8,7 +8,8 @@ nothing but ``_grad`` and ``_blocks``, and this order is the README's oracle tab
 Every optimizer has ``init(x0) -> state`` and ``step(state, x, loss, grad) -> (x_next,
 state, info)``; ``info["lr"]`` is its learning-rate estimate at that step and ``info["d"]``
 its distance estimate where it has one. Which ones decompose as a step-size rule in scaled
-space, and so are built with ``parameter_scaled``: DoG (``dog_step`` + identity) and
+space, and so are built with ``parameter_scaled``: DoG and DoWG (``theory.stepsize``'s
+``dog_step``, ``dowg_step`` + identity) and
 schedule-free (its averaging around any scaling rule). The others keep per-layer,
 per-coordinate or lambda-weighted state and are plain optimizers.
 
@@ -29,12 +30,14 @@ import numpy as np
 from paramscale.theory import _validate as check
 from paramscale.theory import scaling as rules
 from paramscale.theory.combinator import ParameterScaled, parameter_scaled
-from paramscale.theory.stepsize import StepInput
+from paramscale.theory.stepsize import dog_step, dowg_step
 
 __all__ = [
     "dog",
     "ldog",
     "dog_step",
+    "dowg",
+    "dowg_step",
     "cocob",
     "dadapt_adam",
     "prodigy",
@@ -61,56 +64,16 @@ def _blocks(n: int, blocks: tuple[int, ...] | None) -> list[slice]:
 # -- DoG / LDoG (Ivgi, Hinder, Carmon 2023; dog-optimizer 1.0.3) ---------------------------
 
 
-class DoGState(NamedTuple):
-    x0: np.ndarray
-    rbar: np.ndarray  # one entry per block
-    gsum: np.ndarray
-
-
-@dataclass(frozen=True)
-class dog_step:
-    """DoG's step size, a step-size rule for ``parameter_scaled`` (docs/baselines.md section 3):
-
-        k = 0:  rbar = reps_rel (1 + ||x_0||),   G = ||g_0||**2 + eps
-        k > 0:  rbar = max(rbar, ||x_k - x_0||),  G += ||g_k||**2
-        eta_k   = lr * rbar / sqrt(G)
-
-    in the space ``parameter_scaled`` runs it in (identity: DoG itself). Norms are global.
-    """
-
-    lr: float = 1.0
-    reps_rel: float = 1e-6
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        check.positive("lr", self.lr)
-        check.positive("reps_rel", self.reps_rel)
-        check.positive("eps", self.eps)
-
-    def init(self, x0: np.ndarray) -> DoGState:
-        return DoGState(np.array(x0, dtype=np.float64), np.zeros(1), np.zeros(1))
-
-    def step_size(self, state: DoGState, inp: StepInput) -> tuple[float, DoGState, dict]:
-        g = inp.g_scaled
-        if inp.k == 0:
-            rbar = self.reps_rel * (1 + np.linalg.norm(state.x0))
-            gsum = float(g @ g) + self.eps  # eps enters G once
-        else:
-            rbar = max(float(state.rbar[0]), float(np.linalg.norm(inp.x - state.x0)))
-            gsum = float(state.gsum[0]) + float(g @ g)
-        eta = self.lr * rbar / math.sqrt(gsum)
-        new = DoGState(state.x0, np.array([rbar]), np.array([gsum]))
-        return eta, new, {"d": rbar}
-
-    transfer = "none"  # its distances are measured afresh in the current space
-
-    def transfer_state(self, state: DoGState, rho: float) -> DoGState:
-        return state
-
-
 def dog(lr: float = 1.0, reps_rel: float = 1e-6, eps: float = 1e-8) -> ParameterScaled:
-    """DoG = ``parameter_scaled(dog_step, identity)``; ``info["d"]`` is ``rbar``."""
+    """DoG = ``parameter_scaled(dog_step, identity)`` (the step rule's docstring, docs/baselines.md
+    section 3); ``info["d"]`` is ``rbar``."""
     return parameter_scaled(dog_step(lr, reps_rel, eps), rules.identity(), name="dog")
+
+
+def dowg(eps: float = 1e-4, init_sq_dist: float | None = None) -> ParameterScaled:
+    """DoWG = ``parameter_scaled(dowg_step, identity)`` (optax's ``contrib.dowg``,
+    docs/baselines.md section 15); ``info["d"]`` is the distance estimate."""
+    return parameter_scaled(dowg_step(eps, init_sq_dist), rules.identity(), name="dowg")
 
 
 class LDoGState(NamedTuple):

@@ -14,7 +14,7 @@ from paramscale.theory.baselines import (
     cocob,
     dadapt_adam,
     dog,
-    dog_step,
+    dowg,
     eg_stepsize,
     ldog,
     mechanic,
@@ -25,7 +25,7 @@ from paramscale.theory.baselines import (
 )
 from paramscale.theory.combinator import ParameterScaled, parameter_scaled
 from paramscale.theory.scaling import ScalingRule
-from paramscale.theory.stepsize import Schedule, constant, dadapt, polyak
+from paramscale.theory.stepsize import Schedule, constant, dadapt, dog_step, dowg_step, polyak
 
 __all__ = [
     "ParameterScaled",
@@ -44,6 +44,10 @@ __all__ = [
     "rmsprop",
     "dog",
     "dog_step",
+    "ps_dog",
+    "dowg",
+    "dowg_step",
+    "ps_dowg",
     "ldog",
     "cocob",
     "dadapt_adam",
@@ -110,6 +114,35 @@ def ps_dadapt_sgd(
     rule = rules.by_name(scaling)
     step = dadapt(d0, schedule, growth_rate, dhat, transfer, normaliser)
     return parameter_scaled(step, rule, momentum, name=f"ps_dadapt_sgd[{rule.name}]")
+
+
+def ps_dog(
+    lr: float = 1.0,
+    reps_rel: float = 1e-6,
+    eps: float = 1e-8,
+    scaling: ScalingRule | str = "adam",
+    momentum: float = 0.0,
+    transfer: str = "none",
+) -> ParameterScaled:
+    """PS-DoG: DoG's step size (``theory.stepsize.dog_step``) with distances and gradient
+    norms in the scaled metric; ``scaling="identity"`` is DoG (``dog.DoG``)."""
+    rule = rules.by_name(scaling)
+    step = dog_step(lr, reps_rel, eps, transfer)
+    return parameter_scaled(step, rule, momentum, name=f"ps_dog[{rule.name}]")
+
+
+def ps_dowg(
+    eps: float = 1e-4,
+    init_sq_dist: float | None = None,
+    scaling: ScalingRule | str = "adam",
+    momentum: float = 0.0,
+    transfer: str = "none",
+) -> ParameterScaled:
+    """PS-DoWG: DoWG's step size (``theory.stepsize.dowg_step``) with distances and gradient
+    norms in the scaled metric; ``scaling="identity"`` is DoWG (optax's ``contrib.dowg``)."""
+    rule = rules.by_name(scaling)
+    step = dowg_step(eps, init_sq_dist, transfer)
+    return parameter_scaled(step, rule, momentum, name=f"ps_dowg[{rule.name}]")
 
 
 def dadapt_sgd(

@@ -17,13 +17,13 @@ over tensors and ranks) and call ``Transfer.rho`` on the host.
     shrink        min(1, max_i alpha_k,i / alpha_{k-1},i)
     none          1
 
-The statistics run only over coordinates that have both metrics (torch: a parameter whose
-first gradient comes at step k has no ``alpha_{k-1}`` and does not enter), except
-``HOST_STATISTICS``: the largest alpha of step k and of step k-1, which the torch
-optimizers keep on the host from each step's reductions (over every parameter stepped at
-that step; the same as here when every parameter steps at every step), so that no sweep
-reduces them again. ``min_active`` falls back on their ratio at a step where no coordinate
-has a nonzero gradient.
+Each needs reductions (``theory.reductions``) of the two metrics over the coordinates that
+have both (torch: a parameter whose first gradient comes at step k has no
+``alpha_{k-1}`` and does not enter), except ``HOST_STATISTICS``: the largest alpha of step
+k and of step k-1, which the torch optimizers keep on the host from each step's reductions
+(over every parameter stepped at that step; the same as here when every parameter steps
+at every step), so that no sweep reduces them again. ``min_active`` falls back on their
+ratio at a step where no coordinate has a nonzero gradient.
 """
 
 from __future__ import annotations
@@ -31,60 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
-import numpy as np
+from paramscale.theory.reductions import REDUCTIONS, Coordinates, evaluate
 
-__all__ = ["MetricChange", "Statistic", "Transfer", "STATISTICS", "TRANSFERS", "statistics"]
-
-
-class MetricChange(NamedTuple):
-    """The two metrics, the distance travelled ``moved = x_k - x_0`` and the gradient
-    ``g_k`` (arrays of one shape: NumPy, or one torch tensor)."""
-
-    alpha_prev: Any
-    alpha: Any
-    moved: Any = None
-    g: Any = None
-
-
-def _masked(ratio: Any, g: Any) -> Any:
-    """``ratio`` (a temporary: overwritten; positive, as alpha is) where ``g != 0``, +inf
-    elsewhere (so a min ignores those coordinates). On torch, eagerly ``ratio / |sign(g)|``
-    (divided by 1 or by 0: arithmetic passes, which the CPU runs several times faster than
-    a comparison and a masked fill); in a compiled kernel the masked fill, which the
-    compiler fuses into one select (4% faster there). A tensor's own methods, as the
-    compiled kernels call it (array_api_compat's lookup does not trace)."""
-    if hasattr(ratio, "div_"):
-        from torch.compiler import is_compiling
-
-        if is_compiling():
-            return ratio.masked_fill_(g == 0, math.inf)
-        return ratio.div_(g.sign().abs_())
-    return np.where(g != 0, ratio, math.inf)
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """A reduction: ``elementwise(change)`` (array API), reduced by ``op`` ("max", "min"
-    or "sum") over the coordinates, then over tensors and ranks."""
-
-    op: str
-    elementwise: Callable[[MetricChange], Any]
-
-
-STATISTICS: dict[str, Statistic] = {
-    "ratio_max": Statistic("max", lambda c: c.alpha / c.alpha_prev),
-    "ratio_min": Statistic("min", lambda c: c.alpha / c.alpha_prev),
-    "ratio_min_active": Statistic("min", lambda c: _masked(c.alpha / c.alpha_prev, c.g)),
-    "alpha_max": Statistic("max", lambda c: c.alpha),
-    "alpha_prev_max": Statistic("max", lambda c: c.alpha_prev),
-    "alpha_sq": Statistic("sum", lambda c: c.alpha * c.alpha),
-    "alpha_prev_sq": Statistic("sum", lambda c: c.alpha_prev * c.alpha_prev),
-    "moved_sq": Statistic("sum", lambda c: (c.alpha * c.moved) ** 2),
-    "moved_prev_sq": Statistic("sum", lambda c: (c.alpha_prev * c.moved) ** 2),
-}
-
+__all__ = ["Transfer", "TRANSFERS", "HOST_STATISTICS", "rho"]
 
 HOST_STATISTICS = ("alpha_max", "alpha_prev_max")
 
@@ -97,17 +47,23 @@ def _displacement(s: dict[str, float]) -> float:
 
 @dataclass(frozen=True)
 class Transfer:
-    """``rho(stats)`` from the reductions named in ``needs``; ``why``: one line for docs."""
+    """``rho(sums)`` from the reductions named in ``needs``; ``why``: one line for docs."""
 
     name: str
     needs: tuple[str, ...]
     rho: Callable[[dict[str, float]], float]
     why: str
 
+    def __post_init__(self) -> None:
+        unknown = [key for key in self.needs if key not in REDUCTIONS]
+        if unknown:
+            raise ValueError(f"Invalid transfer {self.name!r}: unknown reductions {unknown}")
+
     @property
-    def uses_start(self) -> bool:
-        """Whether it reads the distance travelled, ``x_k - x_0`` (the start is kept)."""
-        return any(key.startswith("moved") for key in self.needs)
+    def vectors(self) -> frozenset[str]:
+        """The vector state it reads (``x0`` for the distance travelled)."""
+        reads = frozenset().union(*(REDUCTIONS[key].reads for key in self.needs))
+        return reads & {"x0"}
 
 
 TRANSFERS: dict[str, Transfer] = {
@@ -164,17 +120,7 @@ TRANSFERS: dict[str, Transfer] = {
 }
 
 
-def reduce(name: str, change: MetricChange) -> float:
-    """One statistic of ``change`` as a float (the NumPy reference's reduction)."""
-    stat = STATISTICS[name]
-    return float(getattr(stat.elementwise(change), stat.op)())
-
-
-def statistics(names: tuple[str, ...], change: MetricChange) -> dict[str, float]:
-    return {name: reduce(name, change) for name in names}
-
-
-def rho(kind: str, change: MetricChange) -> float:
-    """``rho_k`` of transfer ``kind`` (NumPy)."""
+def rho(kind: str, coordinates: Coordinates) -> float:
+    """``rho_k`` of transfer ``kind`` (NumPy), from the two metrics in ``coordinates``."""
     transfer = TRANSFERS[kind]
-    return transfer.rho(statistics(transfer.needs, change))
+    return transfer.rho({key: evaluate(key, coordinates) for key in transfer.needs})

@@ -7,7 +7,10 @@ parameter's shape (a checkpoint of another model is refused by name, with nothin
 loaded), and floating state is cast to the state dtype: float32 for bf16/fp16 parameters,
 whose masters and moments stay float32 (so a resumed run continues bit-identically), and a
 float64 checkpoint loaded into a float32 model is cast, not misread by the fused kernels.
-The state of a user's rule keeps its saved dtype.
+The state of a user's rule keeps its saved dtype. A checkpoint of format 1 named the
+rule state by position (``scaling.0``, ...): it is read under the names
+``torch_impl.state`` gives them, and its global state gains the entries it lacks at their
+starting values.
 
 A checkpoint holds only tensors and plain Python values, so that
 ``torch.load(weights_only=True)`` reads it: a built-in scaling rule is saved as its name
@@ -25,17 +28,30 @@ import torch
 
 from paramscale.theory import scaling as rules
 from paramscale.torch_impl import plan as plans
+from paramscale.torch_impl import state as keys
 from paramscale.torch_impl.foreach_rules import FOREACH
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
-RULE_SLOTS = frozenset(k for k in plans.STATE_KEYS if k.startswith("scaling."))  # built-in rules'
+RULE_SLOTS = frozenset(k for k in plans.STATE_KEYS if k.startswith(keys.PREFIX))  # built-in rules'
 # the state entries shaped as their parameter, whatever the rule
-PARAM_SIZED = frozenset(plans.STATE_KEYS) - RULE_SLOTS | {"g0", "alpha", "x0"}
+PARAM_SIZED = frozenset(plans.STATE_KEYS) - RULE_SLOTS | {keys.G0, keys.ALPHA, keys.X0}
 
 
 def state_dtype(p: torch.Tensor) -> torch.dtype:
     """The dtype a parameter's optimizer state is kept in."""
     return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+
+
+def state_grad(g: torch.Tensor, p: torch.Tensor, name: str) -> torch.Tensor:
+    """``p``'s gradient in its state dtype (float32 for low precision), or a TypeError."""
+    if g.layout is not torch.strided:
+        raise TypeError(
+            f"Sparse gradient for {name} (layout {g.layout}): ParameterScaled needs dense gradients"
+        )
+    if g.is_complex():
+        raise TypeError(f"Complex gradient for {name}")
+    dtype = state_dtype(p)
+    return g if g.dtype == dtype else g.to(dtype)
 
 
 def param_sized(group: dict[str, Any]) -> frozenset[str]:
@@ -46,16 +62,38 @@ def param_sized(group: dict[str, Any]) -> frozenset[str]:
 
 def saved_states(groups: list[dict], state_dict: dict[str, Any]) -> list[tuple]:
     """(group, parameter, its index, group index, its saved state) for each parameter with
-    a saved state; none where the groups do not match (torch's loader then says so)."""
+    a saved state, the rule state named (format 1's positions read as names); none where
+    the groups do not match (torch's loader then says so)."""
     saved_groups = state_dict["param_groups"]
     if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in groups]:
         return []
-    return [
-        (group, p, pi, gi, state_dict["state"][saved_id])
-        for gi, (group, saved) in enumerate(zip(groups, saved_groups, strict=True))
-        for pi, (p, saved_id) in enumerate(zip(group["params"], saved["params"], strict=True))
-        if state_dict["state"].get(saved_id)
-    ]
+    out = []
+    for gi, (group, saved) in enumerate(zip(groups, saved_groups, strict=True)):
+        for pi, (p, saved_id) in enumerate(zip(group["params"], saved["params"], strict=True)):
+            st = state_dict["state"].get(saved_id)
+            if st:
+                template = group["scaling"].init(p.detach().reshape(-1)[:0])
+                st = state_dict["state"][saved_id] = keys.positional_to_named(st, template)
+                out.append((group, p, pi, gi, st))
+    return out
+
+
+def checked(
+    groups: list[dict], state_dict: dict[str, Any], whole_model: dict[str, Any]
+) -> tuple[dict, list[tuple]]:
+    """A copy of ``state_dict`` fit to load (rules made, the rule state named) and its
+    ``saved_states``, after every check (shapes; the groups' keys, a whole-model option
+    only at the optimizer's value): nothing of the optimizer is changed yet."""
+    from paramscale.torch_impl import groups as checks
+
+    state_dict = rules_made(state_dict)
+    state_dict["state"] = dict(state_dict["state"])
+    pairs = saved_states(groups, state_dict)
+    check_shapes(pairs)
+    for gi, group in enumerate(state_dict["param_groups"]):
+        checks.check_keys(group, gi, whole_model)
+        checks.check_saved(group, gi, whole_model)
+    return state_dict, pairs
 
 
 def check_shapes(pairs: list[tuple]) -> None:
@@ -71,9 +109,10 @@ def check_shapes(pairs: list[tuple]) -> None:
                 )
 
 
-def cast_loaded(state: dict, pairs: list[tuple]) -> None:
+def cast_loaded(state: dict, pairs: list[tuple], fresh: dict[str, Any]) -> None:
     """After torch's loader: floating state in the state dtype (``param_sized``) or in its
-    saved dtype (any other state); global estimates saved as 0-dim tensors read as floats."""
+    saved dtype (any other state); global estimates saved as 0-dim tensors read as floats,
+    and the entries a checkpoint lacks at their starting values (``fresh``)."""
     for group, p, _, _, saved in pairs:
         sized = param_sized(group)
         for key, value in saved.items():
@@ -82,15 +121,11 @@ def cast_loaded(state: dict, pairs: list[tuple]) -> None:
                 if dtype != state[p][key].dtype:
                     state[p][key] = value.to(device=p.device, dtype=dtype).clone()
     if "global" in state:
-        state["global"] = {
-            "d_growths": 0,  # absent from checkpoints made without the counters
-            "skipped": 0,
-            "skip_run": 0,
-            **{
-                key: (value.item() if isinstance(value, torch.Tensor) else value)
-                for key, value in state["global"].items()
-            },
+        loaded = {
+            key: (value.item() if isinstance(value, torch.Tensor) else value)
+            for key, value in state["global"].items()
         }
+        state["global"] = {**fresh, **loaded}
 
 
 def plain_rule(rule: Any) -> Any:
@@ -114,7 +149,7 @@ def rule_of(saved: Any) -> Any:
     return saved
 
 
-def plain_groups(state_dict: dict[str, Any]) -> dict[str, Any]:
+def plain(state_dict: dict[str, Any]) -> dict[str, Any]:
     """``state_dict`` with each group's rule as plain values (torch's groups are copies)."""
     for group in state_dict["param_groups"]:
         group["scaling"] = plain_rule(group["scaling"])

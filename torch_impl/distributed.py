@@ -47,11 +47,12 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return t._local_tensor if is_dtensor(t) else t
 
 
-def mesh_group(params: list[torch.Tensor]) -> Any:
+def mesh_group(params: list[torch.Tensor], sharded: bool = False) -> Any:
     """The process group to reduce the statistics of ``params`` over: the group of the
     mesh dimension the DTensor parameters are sharded on; None when none is sharded (plain
     or replicated parameters). DTensors sharded over two mesh dimensions, over different
-    dimensions from one another, or mixed with plain tensors, are refused by name."""
+    dimensions from one another, or mixed with plain tensors, are refused by name, and so
+    is ``sharded=True`` with a sharded mesh (its reductions already span the ranks)."""
     dtensors = [p for p in params if is_dtensor(p)]
     if not dtensors:
         return None
@@ -77,6 +78,11 @@ def mesh_group(params: list[torch.Tensor]) -> Any:
                 "sharded and some replicated (expected one layout for the whole model)"
             )
         found.append(group)
+    if found[0] is not None and sharded:
+        raise ValueError(
+            "Invalid sharded: True with DTensor parameters sharded over a device mesh "
+            "(expected False: the statistics are reduced over the mesh's group already)"
+        )
     return found[0]
 
 
@@ -123,6 +129,25 @@ def warn_if_shards(gs: list[torch.Tensor], device: torch.device) -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+def running() -> bool:
+    """Whether ``torch.distributed`` runs with more than one rank."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def check_layout(
+    gs: list[torch.Tensor], device: torch.device, sharded: bool, group: Any, meshed: bool,
+    reduce_loss: bool | None,
+) -> None:  # fmt: skip
+    """The first step's check that the ranks hold what the options say: shards with
+    ``sharded`` (replicas refused), replicas without it (shards warned about, unless the
+    parameters are a DTensor mesh or ``reduce_loss=False`` says this rank trains alone)."""
+    if sharded:
+        refuse_replicas(gs, device, group)
+    elif not meshed and reduce_loss is not False and running():
+        warn_if_shards(gs, device)
 
 
 def mean_over_ranks(loss: Any, device: torch.device, group: Any) -> torch.Tensor:

@@ -9,7 +9,7 @@ Each rule is two functions over lists of tensors that together compute exactly w
   (``gs`` only gives the shape);
 
 where ``c = correction(rule, k)`` holds step k's bias correction (k: the tensor's own step
-count, ``scaling.0``; a parameter whose first gradient comes late starts at 0, as in
+count, ``scaling.k``; a parameter whose first gradient comes late starts at 0, as in
 theory's rule objects and ``torch.optim.Adam``).
 
 Splitting them lets the fused path derive alpha_{k-1} from the state it is about to
@@ -20,8 +20,8 @@ runs the theory rule objects themselves (array API), and the two paths are teste
 each other. Rules without an entry here (LARS, LAMB, user rules) always take the per-tensor
 path.
 
-State layout, shared with the per-tensor path: ``scaling.0`` = k, ``scaling.1`` = v (second
-moment / accumulator), ``scaling.2`` = running max (AMSGrad).
+State layout, shared with the per-tensor path (``torch_impl.state``): ``scaling.k`` = k,
+``scaling.v`` = v (second moment / accumulator), ``scaling.m`` = running max (AMSGrad).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from typing import Any, NamedTuple
 import torch
 
 from paramscale.theory import scaling as rules
+from paramscale.torch_impl.state import SECOND, STEP, THIRD
 
 Tensors = list[torch.Tensor]
 
 
-def _v(states: list[dict], slot: int = 1) -> Tensors:
-    return [st[f"scaling.{slot}"] for st in states]
+def _v(states: list[dict], key: str = SECOND) -> Tensors:
+    return [st[key] for st in states]
 
 
 def _alpha_of(div: Tensors, eps: float) -> Tensors:
@@ -65,9 +66,10 @@ def correction(rule: Any, k: int | list[int]) -> Correction:
 
 
 def _slots(*slots: Tensors) -> list[dict]:
-    """Per tensor, its state slots ``scaling.1``, ``scaling.2``, ... from lists of tensors."""
+    """Per tensor, its state entries ``scaling.v`` (and ``scaling.m``) from lists of
+    tensors."""
     per_tensor = zip(*slots, strict=True)
-    return [{f"scaling.{i}": t for i, t in enumerate(ts, start=1)} for ts in per_tensor]
+    return [dict(zip((SECOND, THIRD), ts, strict=False)) for ts in per_tensor]
 
 
 def _nothing(rule: Any, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
@@ -91,9 +93,9 @@ def _second_moment(rule: Any, c: Correction, states: list[dict], gs: Tensors) ->
 def _running_max(rule: rules.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> list[dict]:
     v = _moment(rule, states, gs)
     if rule.form == "monotone":
-        vmax = torch._foreach_maximum(_v(states, 2), torch._foreach_div(v, c.bc2))  # max after bc
+        vmax = torch._foreach_maximum(_v(states, THIRD), torch._foreach_div(v, c.bc2))  # after bc
     else:
-        vmax = torch._foreach_maximum(_v(states, 2), v)
+        vmax = torch._foreach_maximum(_v(states, THIRD), v)
     return _slots(v, vmax)
 
 
@@ -112,7 +114,7 @@ def _adam_root(rule: rules.adam, c: Correction, states: list[dict], gs: Tensors)
 
 
 def _amsgrad_root(rule: rules.amsgrad, c: Correction, states: list[dict], gs: Tensors) -> Tensors:
-    div = torch._foreach_sqrt(_v(states, 2))
+    div = torch._foreach_sqrt(_v(states, THIRD))
     if rule.form == "torch":
         torch._foreach_div_(div, c.root)  # bias correction after the max
     return _alpha_of(div, rule.eps)
@@ -134,11 +136,11 @@ FOREACH: dict[type, ForeachRule] = {
 
 def update(rule: Any, states: list[dict], gs: Tensors) -> tuple[Tensors, list[dict]]:
     """alpha_k and each tensor's rule state one step on (at its own step count
-    ``scaling.0``, as theory's rule objects and torch.optim count), as new tensors:
+    ``scaling.k``, as theory's rule objects and torch.optim count), as new tensors:
     ``states`` is left as it was, for the caller to update once the step goes ahead."""
-    fr, c = FOREACH[type(rule)], correction(rule, [st["scaling.0"] for st in states])
+    fr, c = FOREACH[type(rule)], correction(rule, [st[STEP] for st in states])
     new = fr.advance(rule, c, states, gs)
     alphas = fr.alpha(rule, c, new, gs)
     for st, ahead in zip(states, new, strict=True):
-        ahead["scaling.0"] = st["scaling.0"] + 1
+        ahead[STEP] = st[STEP] + 1
     return alphas, new

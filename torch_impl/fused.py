@@ -7,27 +7,31 @@ CPU) fuses the element-wise chain of a sweep into a loop per tensor, called on p
 4, 2 or 1 tensors (``packs``, kept in the group's ``torch_impl.plan``), so a step is a
 dozen or two kernel calls whatever the model:
 
-- ``rule_sweep`` (reads g, the rule state and s; writes nothing): the partial reductions
-  of rho_k's statistics (the max ratio ``alpha_k / alpha_{k-1}``, or its min over
-  the coordinates with a nonzero gradient, where the step-size rule uses rho),
-  ``max(alpha_k)``, ``||g'||^2`` (PS-SPS), ``<g', s_{k-1}>`` and ``||g||^2``. Writing
-  nothing makes it double as the finite check: a step refused after it has changed
-  nothing;
+- ``rule_sweep`` (reads g, the rule state and s; writes nothing): the step-stage
+  reductions the step names (``theory.reductions``: the transfer's ratios, max alpha,
+  ||g'||^2, ...) and ||g||^2. Writing nothing makes it double as the finite check: a step
+  refused after it has changed nothing;
 - ``move_sweep`` (reads g, rule state, s, m, z, x; writes them): the rule's state update,
-  ``s = rho s + lam g'``, ``||s_k||^2``, the first moment, ``z -= lam mhat / alpha**2`` and
-  ``x = beta x + (1 - beta) z``.
+  the move-stage reductions of s_{k-1}, ``s = rho s + lam g'``, the moved-stage ones,
+  the first moment, ``z -= lam mhat / alpha**2`` and ``x = beta x + (1 - beta) z``.
 
-The rule math is the very ``foreach_rules`` functions the foreach path runs. alpha is never
-stored: alpha_{k-1} comes from the rule state before the update and alpha_k from the state
-advanced (into temporaries in sweep 1, in place in sweep 2), which costs a few flops per
-element and saves a buffer and its memory traffic: PS-DA-SGD with Adam scaling and momentum
-keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v).
+The rule math is the very ``foreach_rules`` functions the foreach path runs, and a
+reduction the very ``theory.reductions`` fields. A reduction whose fields read x, x_0 or
+g_0 (which the kernels do not address), or that a rule reads in its first steps
+(``sweeps.KERNEL_FROM``), is computed eagerly, so a kernel variant is compiled once, for
+the steady set. Sweep 1 builds sweep 2's kernel (a first call on copies of its
+arguments), so a kernel that cannot be built fails while nothing has changed.
+
+alpha is never stored: alpha_{k-1} comes from the rule state before the update and
+alpha_k from the state advanced (into temporaries in sweep 1, in place in sweep 2), which
+costs a few flops per element and saves a buffer and its memory traffic: PS-DA-SGD with
+Adam scaling and momentum keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v).
 
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
 kernel serves every step and, with dynamic shapes, every tensor size: a kernel compiles once
-per rule type, dtype, option set and pack length (about 20 s for the first in a process,
-a few seconds for each next, on 2 cores). Reductions accumulate in float64. Needs a C++
-compiler (inductor's CPU backend).
+per rule type, dtype, reduction set and pack length (about 20 s for the first in a
+process, a few seconds for each next, on 2 cores). Reductions accumulate in float64. Needs
+a C++ compiler (inductor's CPU backend).
 """
 
 from __future__ import annotations
@@ -38,25 +42,41 @@ from typing import Any, NamedTuple
 
 import torch
 
-from paramscale.theory.transfer import STATISTICS, MetricChange
+from paramscale.theory.reductions import FIELDS, REDUCTIONS, Coordinates
 from paramscale.torch_impl import plan as plans
+from paramscale.torch_impl import state as keys
 from paramscale.torch_impl.foreach_rules import FOREACH, Correction, correction
+from paramscale.torch_impl.multi_tensor import alphas_of, reduce_eagerly
+from paramscale.torch_impl.sweeps import Batch, Move, Sweep, Tensors
 
 F64 = torch.float64
-Tensors = list[torch.Tensor]
 PACKS = (8, 4, 2, 1)  # tensors per compiled-kernel call: at most 4 compiles per kernel
+IN_KERNEL = frozenset({"g", "alpha", "alpha_prev", "s"})  # what the kernels' fields may read
 
 
 def _states(rule_tensors: list[tuple]) -> list[dict]:
-    return [{f"scaling.{i}": t for i, t in enumerate(ts, start=1)} for ts in rule_tensors]
+    return [dict(zip((keys.SECOND, keys.THIRD), ts, strict=False)) for ts in rule_tensors]
 
 
-def _max(ts: Tensors) -> torch.Tensor:
-    return torch.stack([t.max() for t in ts]).max().to(F64)
+def _reduce(name: str, coordinates: list[Coordinates]) -> torch.Tensor:
+    """Reduction ``name`` over a pack's tensors (theory's fields; sums in float64)."""
+    reduction = REDUCTIONS[name]
+    parts = []
+    for c in coordinates:
+        values = [FIELDS[f].of(c) for f in reduction.fields]
+        if reduction.form == "sq":
+            parts.append(values[0].to(F64).square().sum())
+        elif reduction.form == "dot":
+            parts.append((values[0].to(F64) * values[1].to(F64)).sum())
+        else:
+            parts.append(getattr(values[0], "amax" if reduction.form == "max" else "amin")())
+    return getattr(torch.stack(parts), reduction.op)().to(F64)
 
 
-def _sum(ts: Tensors) -> torch.Tensor:
-    return torch.stack([t.to(F64).sum() for t in ts]).sum()
+def in_kernel(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The reductions of ``names`` the kernels compute (their fields read only g, alpha,
+    alpha_{k-1} and s)."""
+    return tuple(name for name in names if REDUCTIONS[name].reads <= IN_KERNEL)
 
 
 def rule_sweep(
@@ -66,43 +86,22 @@ def rule_sweep(
     gs: Tensors,
     rule_tensors: list[tuple],
     ss: Tensors | None,
-    with_gsq: bool,
-    ratio_stats: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> tuple[torch.Tensor, ...]:
-    """Reductions only, nothing written: over the tensors, (the transfer statistics
-    ``ratio_stats`` (``theory.transfer.STATISTICS`` of alpha_{k-1}, alpha_k and g: the max
-    or min ratio; none where rho is not used), max alpha_k, ||g'||^2 (PS-SPS, and
-    D-Adaptation's ``g0/alpha_0`` normaliser), <g', s_{k-1}> (with ``ss``), ||g||^2),
-    g' = g / alpha_k. alpha_k comes from the state advanced into new tensors, alpha_{k-1}
-    from the state, so neither is stored; sweep 2 advances the state."""
+    """Reductions only, nothing written: each of ``names`` over the pack's tensors (those
+    that read alpha_{k-1} only where the tensors have one: the caller's choice).
+    alpha_k comes from the state advanced into new tensors, alpha_{k-1} from the state, so
+    neither is stored; sweep 2 advances the state."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    prev = fr.alpha(rule, c_prev, states, gs) if ratio_stats else None
+    with_prev = any("alpha_prev" in REDUCTIONS[name].reads for name in names)
+    prev = fr.alpha(rule, c_prev, states, gs) if with_prev else [None] * len(gs)
     ahead = fr.advance(rule, c, states, gs)  # new tensors: sweep 2 advances the state itself
     alphas = fr.alpha(rule, c, ahead, gs)
-    amax = _max(alphas)
-    ratios = []
-    for name in ratio_stats:  # rho_k's statistics: the very functions theory reduces
-        stat = STATISTICS[name]
-        values = [
-            stat.elementwise(MetricChange(b, a, None, g))
-            for a, b, g in zip(alphas, prev, gs, strict=True)
-        ]
-        ratios.append(getattr(torch.stack([getattr(v, stat.op)() for v in values]), stat.op)())
-    us = [g / a for g, a in zip(gs, alphas, strict=True)]  # g'
-    gsq = _sum([u.to(F64).square() for u in us]) if with_gsq else amax * 0
-    sdot = amax * 0
-    if ss is not None:  # <g', s_{k-1}>: here, before sweep 2 changes s
-        sdot = _sum([u.to(F64) * s.to(F64) for u, s in zip(us, ss, strict=True)])
-    gradsq = _sum([g.to(F64).square() for g in gs])  # ||g||^2: the finite check
-    return tuple(r.to(F64) for r in ratios), amax, gsq, sdot, gradsq
-
-
-def scaled_gradient_sq(rule: Any, c: Correction, gs: Tensors, rule_tensors: list[tuple]):
-    """||g / alpha_k||^2 of a pack, eagerly (the same rule functions as the kernels): the
-    ``g0/alpha_0`` normaliser needs it at one step only, not worth a compiled variant."""
-    fr, states = FOREACH[type(rule)], _states(rule_tensors)
-    alphas = fr.alpha(rule, c, fr.advance(rule, c, states, gs), gs)
-    return _sum([(g / a).to(F64).square() for g, a in zip(gs, alphas, strict=True)])
+    s_of = ss if ss is not None else [None] * len(gs)
+    coordinates = [
+        Coordinates(g, a, b, s=s) for g, a, b, s in zip(gs, alphas, prev, s_of, strict=True)
+    ]
+    return tuple(_reduce(name, coordinates) for name in names)
 
 
 def move_sweep(
@@ -119,21 +118,25 @@ def move_sweep(
     b1: float,
     bc1: torch.Tensor,
     beta: float,
-) -> torch.Tensor:
-    """s = rho s + lam g' (D-Adaptation); z -= lam mhat / alpha**2; x = beta x + (1-beta) z,
-    with alpha_k recomputed from the rule state. Returns ||s_k||^2 (0 without ``ss``)."""
+    move: tuple[str, ...],
+    moved: tuple[str, ...],
+) -> tuple[torch.Tensor, ...]:
+    """The reductions ``move`` (of s_{k-1}, unweighted), s = rho s + lam g', the reductions
+    ``moved`` (of s_k); z -= lam mhat / alpha**2; x = beta x + (1-beta) z, with alpha_k
+    recomputed from the rule state advanced in place."""
     fr, states = FOREACH[type(rule)], _states(rule_tensors)
     ahead = fr.advance(rule, c, states, gs)
     for st, new in zip(states, ahead, strict=True):
         for key, t in new.items():
             st[key].copy_(t)  # the state advanced in place (one fused loop)
     alphas = fr.alpha(rule, c, ahead, gs)
-    ssq = lam * 0
+    s_of = ss if ss is not None else [None] * len(gs)
+    before = [Coordinates(g, a, s=s) for g, a, s in zip(gs, alphas, s_of, strict=True)]
+    sums = [_reduce(name, before) for name in move]
     for i, (g, alpha, x) in enumerate(zip(gs, alphas, xs, strict=True)):
         u = g / alpha  # g' = g / alpha
         if ss is not None:
             ss[i].mul_(rho).add_(u * lam)
-            ssq = ssq + ss[i].to(F64).square().sum()
         if ms is not None:
             ms[i].lerp_(g, 1 - b1)  # m = b1 m + (1 - b1) g
             u = ms[i] / bc1 / alpha
@@ -146,14 +149,15 @@ def move_sweep(
         else:
             zs[i].add_(step)
             x.copy_(torch.lerp(x.to(zs[i].dtype), zs[i], 1 - beta))  # x = beta x + (1-beta) z
-    return ssq
+    after = [Coordinates(g, a, s=s) for g, a, s in zip(gs, alphas, s_of, strict=True)]
+    return (*sums, *(_reduce(name, after) for name in moved))
 
 
 def packs(params: Tensors, states: list[dict], state_dtype) -> list:
     """A group's tensors for the kernels: grouped by kind (state dtype, has z, step count)
     and cut into packs of 8, 4, 2 and 1 tensors, so that a handful of kernels (one per pack
     length) serve any model. A pack is a list of (index in the group, views). A pack's
-    tensors share their step count (``scaling.0``), hence their bias correction: a
+    tensors share their step count (``scaling.k``), hence their bias correction: a
     parameter whose first gradient came late is packed apart (and, at its first step, has
     no alpha_{k-1} to enter rho). The count in the kind is the one at packing time: the
     tensors step together while the packs are kept, so a caller reads the current one from
@@ -161,7 +165,7 @@ def packs(params: Tensors, states: list[dict], state_dtype) -> list:
     kinds: dict[tuple, list] = {}
     for i, (p, st) in enumerate(zip(params, states, strict=True)):
         views = _views(p, st)
-        kind = (state_dtype(p), views["z"] is not None, st["scaling.0"])
+        kind = (state_dtype(p), views["z"] is not None, st[keys.STEP])
         kinds.setdefault(kind, []).append((i, views))
     out = []
     for kind, items in kinds.items():
@@ -176,11 +180,8 @@ def packs(params: Tensors, states: list[dict], state_dtype) -> list:
 def _views(p: torch.Tensor, st: dict[str, Any]) -> dict[str, Any]:
     """x (the parameter), the rule state tensors and s, m, z (None where absent): 1-D views
     when every one of them is contiguous (one compiled kernel then serves every rank)."""
-    n = 1
-    while f"scaling.{n}" in st:
-        n += 1
-    rule = [st[f"scaling.{i}"] for i in range(1, n)]
-    named = [st.get(key) for key in ("s", "m", "z")]
+    rule = [st[key] for key in (keys.SECOND, keys.THIRD) if key in st]
+    named = [st.get(key) for key in (keys.S, keys.M, keys.Z)]
     present = [t for t in (p.detach(), *rule, *named) if t is not None]
     if all(t.is_contiguous() for t in present):
         present = [t.view(-1) for t in present]
@@ -234,90 +235,122 @@ def _explained(compiled: Callable) -> Callable:
 # -- the path: the two sweeps of a step on the CPU, over a group's packs ------------------
 class Sweep1(NamedTuple):
     """What sweep 2 of a group needs from its sweep 1: the plan, the packs at their step
-    counts, the partial <g', s_{k-1}> of each pack, the bias corrections by step count."""
+    counts, the bias corrections by step count."""
 
     plan: plans.Plan
     packs: list
-    sdots: list[torch.Tensor]
     corrections: dict[int, Correction]
 
 
-def _fused_cpu_rule(
-    batches: list, want: Any, add: Callable, cache: dict, state_dtype: Callable, describe
-) -> list[Sweep1]:
+def _fused_cpu_rule(sweep: Sweep) -> list[Sweep1]:
     """Sweep 1 of every group as compiled kernels (``rule_sweep``): reductions only (the
-    state is advanced in sweep 2), <g', s_{k-1}> for D-Adaptation and ||g||^2 (the finite
-    check). The kernels' variant is fixed for a run (``want.kernel``); a reduction needed
-    at one step only (the normaliser's ||g'||^2) is computed eagerly then."""
-    out = []
-    with_gsq = "scaled_grad_sq" in want.kernel
-    eager_gsq = "scaled_grad_sq" in want.stats and not with_gsq
-    for group, ps, gs, sts in batches:
+    state is advanced in sweep 2), ||g||^2 among them (the finite check). The kernels
+    compute ``want.kernel`` (the reductions the last step asked too) where their fields
+    allow; every other reduction is computed eagerly."""
+    out, want = [], sweep.want
+    compiled = in_kernel(want.kernel)
+    for batch in sweep.batches:
+        group, ps, gs, sts = batch
         rule = group["scaling"]
-        plan = plans.planned(cache, group, ps, sts, packs, state_dtype, describe)
+        describe = sweep.describe(group)
+        plan = plans.planned(sweep.plans, group, ps, sts, packs, sweep.state_dtype, describe)
         groups = []
         for (dtype, has_z, _), pack in plan.layout:
             # (state, views, g as a view like x's, unless g is strided), at the step count the
             # pack's tensors share now (the plan's is the count when it was built)
-            items = [(plan.states[i], v, gs[i].reshape(v["x"].shape)) for i, v in pack]
-            groups.append(((dtype, has_z, items[0][0]["scaling.0"]), items))
-        sdots = []
+            items = [(plan.states[i], v, gs[i].reshape(v["x"].shape), i) for i, v in pack]
+            groups.append(((dtype, has_z, items[0][0][keys.STEP]), items))
         counts = {n for (_, _, count), _ in groups for n in (count - 1, count)}
         corrections = {n: tensor_correction(rule, n) for n in counts}  # once per step count
         for (dtype, _, count), pack in groups:
             c_prev, c = corrections[count - 1], corrections[count]
-            grads, states = [g for _, _, g in pack], [v["rule"] for _, v, _ in pack]
-            ss = [v["s"] for _, v, _ in pack] if want.keeps_sum else None
-            variant = (type(rule), dtype, with_gsq, want.keeps_sum, want.transfer, len(pack))
-            run = kernel(rule_sweep, *variant)
-            ratios, amax, gsq, sdot, gradsq = run(
-                rule, c_prev, c, grads, states, ss, with_gsq, want.transfer
-            )
-            add("grad_sq", gradsq)
-            if count > 0:  # the tensors have an alpha_{k-1}
-                for key, value in zip(want.transfer, ratios, strict=True):
-                    add(key, value)
-            if eager_gsq:
-                gsq = scaled_gradient_sq(rule, c, grads, states)
-            if with_gsq or eager_gsq:
-                add("scaled_grad_sq", gsq)
-            if "alpha_max" in want.stats:
-                add("alpha_max", amax)
-            if want.keeps_sum:
-                sdots.append(sdot)
-        out.append(Sweep1(plan, groups, sdots, corrections))
+            grads, states = [g for _, _, g, _ in pack], [v["rule"] for _, v, _, _ in pack]
+            # a reduction of alpha_{k-1} only over tensors that have one (count > 0)
+            names = tuple(n for n in compiled
+                          if count > 0 or "alpha_prev" not in REDUCTIONS[n].reads)  # fmt: skip
+            ss = [v["s"] for _, v, _, _ in pack] if "s" in want.vectors else None
+            run = kernel(rule_sweep, type(rule), dtype, ss is not None, names, len(pack))
+            for name, value in zip(names, run(rule, c_prev, c, grads, states, ss, names),
+                                   strict=True):  # fmt: skip
+                sweep.add(name, value)
+            eager = tuple(n for n in want.step if n not in compiled
+                          and (count > 0 or "alpha_prev" not in REDUCTIONS[n].reads))  # fmt: skip
+            if eager:
+                part = _part(batch, pack)
+                prev, alphas = alphas_of(rule, part.states, part.grads)
+                reduce_eagerly(eager, part, want, alphas, prev if count > 0 else None, sweep.add)
+            zero, one = torch.zeros((), dtype=F64), torch.ones((), dtype=F64)
+            _built(*_move_call(rule, group, want, pack, c, count, dtype, has_z, zero, one))
+        out.append(Sweep1(plan, groups, corrections))
     return out
 
 
-def _fused_cpu_move(
-    batches: list, sweep1: list[Sweep1], lams: list[float], rho: float, keeps_sum: bool
-) -> tuple[list, list]:
+def _move_call(rule: Any, group: dict, want: Any, pack: list, c: Correction, count: int,
+               dtype: Any, has_z: bool, lam: torch.Tensor, rho: torch.Tensor):  # fmt: skip
+    """``move_sweep``'s variant and arguments for one pack, and whether to clone them."""
+    b1, beta = group["first_moment"], group["momentum"]
+    grads = [g for _, _, g, _ in pack]
+    views = {key: [v[key] for _, v, _, _ in pack] for key in ("x", "rule", "s", "m", "z")}
+    present = {key: None if views[key][0] is None else views[key] for key in "smz"}
+    if "s" not in want.vectors:
+        present["s"] = None
+    moving, moved = in_kernel(want.move), in_kernel(want.moved)
+    variant = (type(rule), views["x"][0].dtype, dtype, present["s"] is not None, b1 > 0, has_z,
+               moving, moved, len(pack))  # fmt: skip
+    bc1 = torch.tensor(1 - b1 ** (count + 1), dtype=F64)  # 1 - b1^n, n: the own steps
+    args = (rule, c, grads, views["rule"], present["s"], present["m"], present["z"],
+            views["x"], lam, rho, b1, bc1, beta, moving, moved)  # fmt: skip
+    return variant, args
+
+
+def _built(variant: tuple, args: tuple) -> None:
+    """Sweep 2's kernel built in sweep 1, by a first call on copies of its arguments: a
+    kernel that cannot be built fails while nothing has changed."""
+    key = ("move_sweep", *variant)
+    if key in _COMPILED:
+        return
+
+    def copy(a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            return a.clone()
+        if isinstance(a, (list, tuple)) and not isinstance(a, Correction):
+            return type(a)(copy(x) for x in a)
+        return a
+
+    kernel(move_sweep, *variant)(*map(copy, args))
+
+
+def _fused_cpu_move(sweep: Sweep, move: Move) -> None:
     """Sweep 2 of every group as compiled kernels (``move_sweep``) over its sweep 1's packs;
-    D-Adaptation's partial sums ([(lam, <g', s_{k-1}>)], [||s_k||^2])."""
-    dots, s_parts = [], []
-    for (group, *_), one, lam in zip(batches, sweep1, lams, strict=True):
-        rule, b1, beta = group["scaling"], group["first_moment"], group["momentum"]
+    the move's reductions through ``move.add`` (a weighted one times the group's step)."""
+    want = sweep.want
+    eager_move = tuple(n for n in want.move if n not in in_kernel(want.move))
+    eager_moved = tuple(n for n in want.moved if n not in in_kernel(want.moved))
+    for batch, one, lam in zip(sweep.batches, move.staged, move.lams, strict=True):
+        rule = batch.group["scaling"]
         # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
-        lam_t, rho_t = (torch.tensor(x, dtype=F64) for x in (lam, rho))
-        dots.extend((lam, sdot) for sdot in one.sdots)  # lam <g', s_{k-1}>
+        lam_t, rho_t = (torch.tensor(x, dtype=F64) for x in (lam, move.rho))
         for st in one.plan.stale_alpha:
-            st.pop("alpha", None)  # left by the foreach path: the fused path derives it
-        # 1 - b1^n, n the tensors' own steps (this one included), per step count
-        bc1s = {n: torch.tensor(1 - b1 ** (n + 1), dtype=F64) for (_, _, n), _ in one.packs}
+            st.pop(keys.ALPHA, None)  # left by the foreach path: the fused path derives it
         for (dtype, has_z, count), pack in one.packs:
             c = one.corrections[count]  # sweep 1's
-            for st, _, _ in pack:
-                st["scaling.0"] += 1
-            views = {key: [v[key] for _, v, _ in pack] for key in ("x", "rule", "s", "m", "z")}
-            present = {key: None if views[key][0] is None else views[key] for key in "smz"}
-            x_dtype = views["x"][0].dtype
-            run = kernel(
-                move_sweep, type(rule), x_dtype, dtype, keeps_sum, b1 > 0, has_z, len(pack)
-            )
-            s_sq = run(
-                rule, c, [g for _, _, g in pack], views["rule"], present["s"], present["m"],
-                present["z"], views["x"], lam_t, rho_t, b1, bc1s[count], beta,
-            )  # fmt: skip
-            if keeps_sum:
-                s_parts.append(s_sq)
-    return dots, s_parts
+            part = _part(batch, pack)
+            if eager_move:  # of s_{k-1}: before the kernel changes it
+                _, alphas = alphas_of(rule, part.states, part.grads)
+                reduce_eagerly(eager_move, part, want, alphas, None, move.add, lam)
+            variant, args = _move_call(rule, batch.group, want, pack, c, count, dtype, has_z,
+                                       lam_t, rho_t)  # fmt: skip
+            for st, _, _, _ in pack:
+                st[keys.STEP] += 1
+            sums = kernel(move_sweep, *variant)(*args)
+            for name, value in zip(variant[6] + variant[7], sums, strict=True):
+                move.add(name, value * lam if REDUCTIONS[name].weighted else value)
+            if eager_moved:
+                _, alphas = alphas_of(rule, part.states, part.grads, advanced=True)
+                reduce_eagerly(eager_moved, part, want, alphas, None, move.add)
+
+
+def _part(batch: Batch, pack: list) -> Batch:
+    """The batch's tensors of one pack, in their own shapes."""
+    at = [i for _, _, _, i in pack]
+    return Batch(batch.group, *([items[i] for i in at] for items in batch[1:]))

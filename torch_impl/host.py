@@ -1,18 +1,19 @@
 """The host side of a step: the one synchronisation that reads the device's partial
 reductions (reduced over the ranks when the parameters are sharded), the checks made
-before anything changes, and the step size from theory's scalar functions.
+before anything changes, and the step size from the step rule's scalar functions.
 
-The step-size math is not here: ``rule.needs``, ``rule.host_step``,
-``rule.transfer_scalars`` and ``rule.estimate`` (``theory.stepsize``) and
-``theory.transfer.TRANSFERS[...].rho`` are the very functions the NumPy reference runs;
-this module only feeds them floats. The global estimates are float64 Python floats in
-``optimizer.state["global"]``: a handful of scalar operations cost nothing on the host and
-~10 us each as device operations.
+The step-size math is not here: ``rule.step``, ``rule.transfer_scalars`` and
+``rule.settle`` (``theory.stepsize``) and ``theory.transfer.TRANSFERS[...].rho`` are the
+very functions the NumPy reference runs; this module only feeds them floats. The global
+state is float64 Python floats in ``optimizer.state["global"]``: the step count ``k``, the
+last step ``lr`` (lam_k) and ``rho``, ``amax`` (max alpha of the last step, for the
+transfers), the skip counters, and the rule's scalars by their field names. A handful of
+scalar operations cost nothing on the host and ~10 us each as device operations.
 
-Partial reductions are named: the ``StepStats`` fields (``scaled_grad_sq``, ``grad_sq``,
-``alpha_max``, ``g0_scaled_sq``), the transfer statistics (``theory.transfer.STATISTICS``),
-D-Adaptation's pending sums (``dot.i``, ``s_sq``) and, when sharded, the loss verdicts
-(``loss_bad``, ``below``). Each combines over tensors and ranks by its own operation.
+Partial reductions are named (``theory.reductions.REDUCTIONS``, and, when sharded, the
+loss verdicts ``loss_bad`` and ``below``); each combines over tensors and ranks by its own
+operation. Those of the move (the rule's move and moved stages) wait in
+``state["global"]["pending"]`` until the next synchronisation (``settle``).
 """
 
 from __future__ import annotations
@@ -20,45 +21,38 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from paramscale.theory.stepsize import StepStats
-from paramscale.theory.transfer import HOST_STATISTICS, STATISTICS, TRANSFERS
+from paramscale.theory.reductions import REDUCTIONS
+from paramscale.theory.transfer import HOST_STATISTICS, TRANSFERS
 from paramscale.torch_impl import distributed
 
 F64 = torch.float64
 Tensors = list[torch.Tensor]
-MAX_KEYS = frozenset({"alpha_max", "loss_bad", "below", "moved"})  # by max; sums otherwise
 NEUTRAL = {"sum": 0.0, "max": -math.inf, "min": math.inf}  # a rank with nothing to reduce
-STUCK_STEPS = 100  # steps after which a d that dhat never raised is warned about (once)
 SKIP_RUN = 10  # skipped steps in a row after which skip_nonfinite=True warns (once a run)
-SCALAR_KEYS = ("d", "numerator", "g0_norm")  # D-Adaptation's scalars in state["global"]
+HOST_KEYS = ("k", "lr", "rho", "amax", "skipped", "skip_run")  # besides the rule's scalars
 
 
-def new_global() -> dict[str, Any]:
+def new_global(rule: Any) -> dict[str, Any]:
     """``optimizer.state["global"]`` before the first step."""
     return {
         "k": 0,
-        "d": 0.0,
-        "numerator": 0.0,
-        "g0_norm": 0.0,
-        "dhat": 0.0,
-        "lr": 0.0,
+        "lr": 0.0,  # lam_k of the last step
         "rho": 1.0,
         "amax": 0.0,  # max(alpha) of the last step (0: none yet)
-        "d_growths": 0,  # steps at which dhat raised d
         "skipped": 0,  # steps skipped for a non-finite value (skip_nonfinite=True)
         "skip_run": 0,  # of them, the latest in a row
+        **rule.init_scalars()._asdict(),
     }
 
 
 def op(key: str) -> str:
     """How a partial reduction ``key`` combines over tensors and ranks."""
-    if key in STATISTICS:
-        return STATISTICS[key].op
-    return "max" if key in MAX_KEYS else "sum"
+    return REDUCTIONS[key].op if key in REDUCTIONS else "max"  # the loss verdicts: any rank
 
 
 def reduce(ts: Tensors, how: str, device: Any = None) -> torch.Tensor:
@@ -119,6 +113,48 @@ def loss_value(loss: Any, device: torch.device, sharded: bool) -> float | torch.
     return torch.tensor(value, dtype=F64, device=device) if sharded else value
 
 
+def step_loss(rule: Any, loss: Any, k: int, name: str, device: torch.device, sharded: bool,
+              reduce_loss: bool | None, group: Any) -> tuple[Any, Any]:  # fmt: skip
+    """The loss as given and as the step reads it: refused when the rule reads it and none
+    came, averaged over the ranks where it should be (``reduces_loss``), then a float or a
+    float64 0-dim tensor (``loss_value``)."""
+    if rule.needs_loss and loss is None:
+        raise ValueError(
+            f"{name} needs the loss at step {k} (its step rule reads it): pass "
+            "step(closure) or step(loss=...)"
+        )
+    if loss is not None and rule.needs_loss and reduces_loss(reduce_loss):
+        loss = distributed.mean_over_ranks(loss, device, group)
+    return loss, None if loss is None else loss_value(loss, device, sharded)
+
+
+def reduces_loss(reduce_loss: bool | None) -> bool:
+    """Whether the loss is averaged over the ranks: ``reduce_loss``, by default when
+    ``torch.distributed`` runs with more than one rank."""
+    return distributed.running() if reduce_loss is None else reduce_loss
+
+
+def culprit(batches: list, glob: dict[str, Any], describe: Any, advice: str) -> str:
+    """Where the non-finite values are, for the error (runs only on that path): the first
+    parameter with a non-finite gradient, and whether the parameter itself is non-finite
+    (an earlier step blew up: its step size is named)."""
+    for group, ps, gs, _ in batches:
+        for p, g in zip(ps, gs, strict=True):
+            if bool(torch.isfinite(g).all()):
+                continue
+            where = describe(group)(p)
+            if bool(torch.isfinite(p).all()):
+                return f"; first non-finite gradient: {where}"
+            shown = ", ".join(f"{key} = {glob[key]!r}" for key in glob if key not in HOST_KEYS)
+            return (
+                f"; {where} itself holds non-finite values: an earlier step diverged (the "
+                f"last step size lr = {glob['lr']!r}, rho = {glob['rho']!r}"
+                + (f", {shown}" if shown else "")
+                + f"). {advice}"
+            )
+    return "; the gradients are finite: the loss is not"
+
+
 def with_host_statistics(glob: dict[str, Any], values: dict[str, float]) -> dict[str, float]:
     """``values`` with the largest alphas of this step and the last (``HOST_STATISTICS``),
     which the host keeps instead of a sweep reducing them again."""
@@ -129,9 +165,8 @@ def with_host_statistics(glob: dict[str, Any], values: dict[str, float]) -> dict
 
 
 def rho(transfer: str, values: dict[str, float]) -> float:
-    """rho_k of ``transfer`` from the fetched statistics (``theory.transfer``, the same
-    function as the NumPy reference); 1 where no tensor had an alpha_{k-1} or the rule
-    keeps no scaled state."""
+    """rho_k of ``transfer`` from the fetched reductions (``theory.transfer``, the same
+    function as the NumPy reference); 1 where no tensor had an alpha_{k-1}."""
     needs = TRANSFERS[transfer].needs
     if not all(key in values for key in needs):
         return 1.0
@@ -139,23 +174,9 @@ def rho(transfer: str, values: dict[str, float]) -> float:
 
 
 def scalars(rule: Any, glob: dict[str, Any]) -> Any:
-    """The rule's scalar state (``theory.stepsize``) from ``state["global"]`` (None for a
-    rule without one)."""
-    init = rule.scalars_init()
-    if init is None:
-        return None
-    return type(init)(*(float(glob[key]) for key in SCALAR_KEYS))
-
-
-def scalar_entries(sc: Any) -> dict[str, float]:
-    """The entries of ``state["global"]`` holding the scalar state ``sc``."""
-    return {} if sc is None else dict(zip(SCALAR_KEYS, sc, strict=True))
-
-
-def step_stats(k: int, values: dict[str, float]) -> StepStats:
-    """The rule's ``StepStats`` from the fetched reductions (NaN where not reduced)."""
-    rest = (values.get(name, math.nan) for name in StepStats._fields[2:])
-    return StepStats(k, values.get("loss"), *rest)
+    """The rule's scalar state (``theory.stepsize``) from ``state["global"]``."""
+    init = rule.init_scalars()
+    return type(init)(*(glob.get(key, value) for key, value in init._asdict().items()))
 
 
 def host_step(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> dict[str, float]:
@@ -164,59 +185,96 @@ def host_step(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> dict
     rule's scalars, moved to the new metric and stepped."""
     k = glob["k"]
     values = with_host_statistics(glob, values)
-    rho_k = rho(rule.transfer, values) if k > 0 else 1.0
+    rho_k = rho(rule.transfer, values) if k > 0 and rule.transfer != "none" else 1.0
     sc = scalars(rule, glob)
-    if sc is not None and k > 0:
+    if k > 0 and rule.transfer != "none":
         sc = rule.transfer_scalars(sc, rho_k)
-    lam, sc = rule.host_step(sc, step_stats(k, values))
-    new = {"rho": rho_k, "lr": lam, **scalar_entries(sc)}
+    lam, sc = rule.step(sc, {"k": k, **values})
+    new = {"rho": rho_k, "lr": lam, **sc._asdict()}
     if "alpha_max" in values:
         new["amax"] = values["alpha_max"]
     return new
 
 
-def finish(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
-    """The end of D-Adaptation's pending last step from its fetched sums (``rule.estimate``:
-    N += rho sum_groups lam <g', s_{k-1}>; dhat = 2 N / ||s||; d = max(d, min(dhat, ...)))."""
+def settle(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
+    """The end of the last step from its move's fetched reductions (``rule.settle``)."""
     pending = glob.pop("pending")
-    dot = sum(lam * values[f"dot.{j}"] for j, lam in enumerate(_step_sizes(pending)))
-    moved = values.get("moved", pending["moved"])  # sharded: any rank's
-    s_sq = values["s_sq"] if moved else 0.0  # no move: dhat undefined, d stays
-    sc, dhat = rule.estimate(scalars(rule, glob), dot * pending["rho"], s_sq)
-    d = glob["d"]
-    glob.update(scalar_entries(sc))
-    if not math.isnan(dhat):
-        glob["dhat"] = dhat
-        glob["d_growths"] += int(rule.grew(d, glob["d"]))
+    sums = {"k": pending["k"], "lr": pending["lr"], "rho": pending["rho"]}
+    sums.update({key: values[key] for key in pending["parts"]})
+    sc, _ = rule.settle(scalars(rule, glob), sums)
+    glob.update(sc._asdict())
 
 
-def _step_sizes(pending: dict[str, Any]) -> list[float]:
-    """The distinct group steps lam of the pending step: of every group (the same list on
-    every rank), or of those that stepped here."""
-    return pending.get("lams") or sorted({lam for lam, _ in pending["dot"]})
+class NonFinite(FloatingPointError):
+    """A step with a non-finite gradient or loss (refused, or skipped by the caller)."""
 
 
-def pending_sums(pending: dict[str, Any], sharded: bool = False) -> dict[str, Tensors]:
-    """A pending D-Adaptation step's partial sums, for ``fetch``: <g', s_{k-1}> per distinct
-    group step lam (the host weights each by its lam; the same keys on every rank, each
-    with its parts on this rank), ||s_k||^2, and, when sharded, whether any rank moved."""
-    sums = {
-        f"dot.{j}": [dot for lam_i, dot in pending["dot"] if lam_i == lam]
-        for j, lam in enumerate(_step_sizes(pending))
-    }
-    sums["s_sq"] = pending["s_sq"]
-    if sharded:
-        sums["moved"] = [torch.tensor(float(pending["moved"]), dtype=F64, device=pending["device"])]
-    return sums
+def preflight(
+    rule: Any,
+    glob: dict[str, Any],
+    part: dict[str, Tensors],
+    loss: Any,
+    fetch: Callable[..., dict[str, float]],
+    sharded: bool,
+) -> dict[str, float]:
+    """The one host synchronisation, before anything changes: every partial reduction of
+    ``part`` and the pending move's, fetched (``fetch``) in one copy; the last step settled;
+    then is every gradient (and the loss) finite (``NonFinite`` if not), does the rule
+    accept the loss (ValueError if not)? A gradient norm is non-finite exactly when an
+    entry is (ATen accumulates float32 squares in double, so no finite float32 gradient
+    overflows)."""
+    pending = glob.get("pending")  # dropped once settled: a failed sync loses nothing
+    if pending is not None:
+        part.update(pending["parts"])
+    reads_loss = rule.needs_loss and loss is not None
+    if sharded and loss is not None:  # any rank's verdict on its loss is every rank's
+        part["loss_bad"] = [(~torch.isfinite(loss)).to(F64)]
+        if reads_loss:
+            part["below"] = [torch.as_tensor(rule.refuses_loss(loss)).to(F64)]
+    values = fetch(part, loss)
+    if pending is not None:
+        settle(rule, glob, values)
+    f = values.get("loss", 0.0)
+    if values.get("loss_bad", 0.0) > 0 or not (
+        math.isfinite(values["grad_sq"]) and math.isfinite(f)
+    ):
+        raise NonFinite(
+            f"Non-finite gradient or loss at step {glob['k']}: step refused, parameters and "
+            "state unchanged (skip_nonfinite=True skips an occasional bad batch; it cannot "
+            "repair a model whose own output is non-finite)"
+        )
+    if reads_loss and (values.get("below", 0.0) > 0 or rule.refuses_loss(f)):
+        raise ValueError(rule.loss_error(f, glob["k"]))  # this rank's or another's
+    return values
 
 
-def stuck_warning(name: str, glob: dict[str, Any], d0: float) -> str:
+def pending(want: Any, moved: dict[str, Tensors], k: int, lam: float, rho: float,
+            top_lr: float) -> dict[str, Any]:  # fmt: skip
+    """The move's reductions, read at the next synchronisation: their parts by name (every
+    name, with parts or none: the same keys on every rank), the step, its lam times the
+    largest group lr (0: nothing moved) and rho."""
+    names = want.move + want.moved
+    parts = {name: moved.get(name, []) for name in names}
+    return {"parts": parts, "k": k, "lr": lam * top_lr, "rho": rho}
+
+
+def health(rule: Any, glob: dict[str, Any]) -> str | None:
+    """The rule's warning about the run so far (``StepRule.health``), or None."""
+    return rule.health(scalars(rule, glob), glob["k"])
+
+
+def skip_warning(name: str, glob: dict[str, Any], why: str) -> str:
     return (
-        f"{name}: d has not grown in {glob['k']} steps: dhat = 2 N / ||s|| never exceeded it "
-        f"(the last dhat: {glob['dhat']!r}, d: {glob['d']!r}), so the step is still set by "
-        f"d0 = {d0!r}. If the loss does not fall, raise d0; opt.stats() shows d, dhat and the "
-        "numerator N"
+        f"{name}: {SKIP_RUN} steps in a row skipped for {why} (step {glob['k']}, "
+        f"{glob['skipped']} skipped in all): the model's own loss or gradients are "
+        "non-finite, which skipping cannot repair; restore a checkpoint, or lower lr (or the "
+        "step rule's own bounds)"
     )
+
+
+def float_entries(glob: dict[str, Any]) -> bool:
+    """Whether every estimate is a Python float or int (not a tensor, not pending)."""
+    return all(isinstance(v, (float, int)) for key, v in glob.items() if key != "pending")
 
 
 def overflow(batches: list, lams: list[float]) -> str:
@@ -229,18 +287,13 @@ def overflow(batches: list, lams: list[float]) -> str:
     return ""
 
 
-def blown_up(k: int, values: dict[str, float], keeps_sum: bool, overflow: str = "") -> str:
-    """The error of a step whose step size blew up: which quantity, the step, what to try."""
+def blown_up(k: int, values: dict[str, float], advice: str, overflow: str = "") -> str:
+    """The error of a step whose step size blew up: which quantity, the step, what to try
+    (the rule's ``advice``)."""
     bad = ", ".join(f"{key} = {v!r}" for key, v in values.items() if not math.isfinite(v))
     what = "Non-finite step size" if bad else "Step size out of range"
     bad = ", ".join(filter(None, (bad, overflow)))
     shown = ", ".join(f"{key} = {v!r}" for key, v in values.items() if math.isfinite(v))
-    advice = (
-        "The step size diverged: with PSDASGD try the default transfer='min_active' and "
-        "normaliser='g0/alpha_0' (docs/findings.md), a finite growth_rate or a smaller d0"
-        if keeps_sum
-        else "The step size diverged: check f_star and c, or bound it with eta_max (PSSPS)"
-    )
     return (
         f"{what} at step {k}: {bad} ({shown}); step refused, parameters and "
         f"state unchanged (skip_nonfinite=True skips such steps). {advice}"

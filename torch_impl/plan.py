@@ -19,7 +19,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-STATE_KEYS = ("scaling.1", "scaling.2", "s", "m", "z")  # the state tensors kernels address
+from paramscale.torch_impl.state import SECOND, THIRD, M, S, Z
+
+STATE_KEYS = (SECOND, THIRD, S, M, Z)  # the state tensors the kernels address (torch_impl.state)
 _data_ptr = torch.Tensor.data_ptr
 
 

@@ -1,13 +1,13 @@
 """``paramscale train``: a deep-learning benchmark on bundled data (a miniature of the
 paper's Table 3). Tasks in ``tasks``, methods in ``methods``, runs and the CSV in
-``runner``, the table in ``report``; the figure is ``figures.training``.
+``runner``, the table in ``report``; ``outputs.write_outputs`` writes the CSV, then the
+table and the figure (``figures.training``) made from it.
 
     rows = benchmark(["digits-mlp"], ["adam", "PSDASGD"], seeds=[0, 1, 2], quick=True)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from paramscale.train import methods, report, runner, tasks
@@ -15,7 +15,7 @@ from paramscale.train.methods import FAMILIES, expand, split_specs
 from paramscale.train.runner import Job, run_all, skipped_rows
 from paramscale.train.tasks import TASKS
 
-__all__ = ["benchmark", "resolve_tasks", "write_outputs", "tasks", "methods", "runner", "report"]
+__all__ = ["benchmark", "resolve_tasks", "tasks", "methods", "runner", "report"]
 
 
 def resolve_tasks(names: list[str]) -> list[str]:
@@ -59,27 +59,6 @@ def benchmark(
             family = FAMILIES[name.partition("[")[0].lower()].name
             rows += [skipped_rows(t, name, family, seed, reason) for seed in seeds]
     return rows
-
-
-def write_outputs(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """The CSV, then the table and the figure made from the CSV as read back. A run whose
-    figure cannot be drawn (nothing ran, one step logged) has ``png`` and ``pdf`` None and
-    the reason in ``no_figure``: the CSV and the table are its results."""
-    from paramscale.figures.training import NoFigure, train_plot
-
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "train.csv"
-    runner.write_csv(rows, csv_path)
-    data = runner.read_csv(csv_path)
-    summaries = report.summarize(data)
-    table = report.format_table(summaries) + "\n\n" + report.format_grid(summaries) + "\n"
-    (out / "table.txt").write_text(table)
-    written: dict[str, Any] = {"csv": csv_path, "table": out / "table.txt", "no_figure": None}
-    try:
-        written["png"], written["pdf"] = train_plot(data, out)
-    except NoFigure as exc:
-        written.update(png=None, pdf=None, no_figure=str(exc))
-    return written
 
 
 def default_methods() -> list[str]:

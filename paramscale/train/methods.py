@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from paramscale.proofs_check.validate import RuleInputError
+from paramscale.loading import RuleInputError
 
 __all__ = ["Method", "Family", "FAMILIES", "parse", "expand", "rebuild", "ADAM_GRID", "SGD_GRID"]
 
@@ -90,7 +90,8 @@ def _d_times_lr(opt: Optimizer) -> float:
     return float(group["d"]) * float(group["lr"])
 
 
-def _spec(name: str, options: dict[str, Any]) -> str:
+def spec_name(name: str, options: dict[str, Any]) -> str:
+    """A method spec as the CSV writes it: ``name[key=value,...]``."""
     if not options:
         return name
     return f"{name}[{','.join(f'{k}={_fmt(v)}' for k, v in options.items())}]"
@@ -117,7 +118,7 @@ def _grid(
         lrs = [float(options["lr"])] if "lr" in options else list(points)
         return [
             Method(
-                _spec(name, {"lr": lr, **rest}),
+                spec_name(name, {"lr": lr, **rest}),
                 name,
                 {"lr": lr, **rest},
                 lambda ps, lr=lr: make(ps, lr, rest),
@@ -142,7 +143,7 @@ def _one(
         unit = units(options) if callable(units) else units
         return [
             Method(
-                _spec(name, options),
+                spec_name(name, options),
                 name,
                 dict(options),
                 lambda ps: make(ps, options),
@@ -157,10 +158,12 @@ def _one(
 
 def _ps_units(options: dict[str, Any]) -> str:
     """PS-* steps are in Adam units when the scaling rule is Adam-like (alpha**2 =
-    sqrt(v) + eps), else in the rule's own units."""
+    sqrt(v) + eps), in SGD's with identity scaling, else in the rule's own units."""
     rule = str(options.get("scaling", "adam"))
     if rule in ("adam", "amsgrad", "rmsprop", "adagrad"):
         return "adam"
+    if rule == "identity":
+        return "sgd"
     return rule.rsplit(":", 1)[-1]  # a user's rule: its own units
 
 
@@ -173,7 +176,7 @@ def _with_rule(options: dict[str, Any]) -> dict[str, Any]:
     (``paramscale validate-rule --train``); a name stays a name."""
     rule = options.get("scaling")
     if isinstance(rule, str) and ":" in rule:
-        from paramscale.proofs_check.validate import load_rule
+        from paramscale.loading import load_rule
 
         return {**options, "scaling": load_rule(rule)}
     return options
@@ -189,6 +192,18 @@ def _psdasgd(ps: Any, options: dict[str, Any]) -> Optimizer:
     from paramscale import torch_impl
 
     return torch_impl.PSDASGD(ps, **_with_rule(options))
+
+
+def _psdog(ps: Any, options: dict[str, Any]) -> Optimizer:
+    from paramscale import torch_impl
+
+    return torch_impl.PSDoG(ps, **_with_rule(options))
+
+
+def _psdowg(ps: Any, options: dict[str, Any]) -> Optimizer:
+    from paramscale import torch_impl
+
+    return torch_impl.PSDoWG(ps, **_with_rule(options))
 
 
 def _psconst(ps: Any, lr: float, options: dict[str, Any]) -> Optimizer:
@@ -281,6 +296,18 @@ FAMILIES: dict[str, Family] = {
             "this project's PS-DA-SGD (torch_impl.PSDASGD, defaults; variants by options, "
             "e.g. PSDASGD[transfer=max])",
             _one("PSDASGD", _psdasgd, _effective_lr, _ps_units),
+        ),
+        Family(
+            "PSDoG",
+            "DoG's step in the scaled metric (torch_impl.PSDoG, Adam scaling; "
+            "PSDoG[scaling=identity] is DoG)",
+            _one("PSDoG", _psdog, _effective_lr, _ps_units),
+        ),
+        Family(
+            "PSDoWG",
+            "DoWG's step in the scaled metric (torch_impl.PSDoWG, Adam scaling; "
+            "PSDoWG[scaling=identity] is optax's DoWG)",
+            _one("PSDoWG", _psdowg, _effective_lr, _ps_units),
         ),
         Family(
             "DAdaptAdam",
@@ -424,7 +451,7 @@ def expand(specs: list[str], quick: bool) -> tuple[list[Method], dict[str, str]]
         family, options = parse(spec)
         reason = family.missing()
         if reason:
-            skipped[_spec(family.name, options)] = reason
+            skipped[spec_name(family.name, options)] = reason
             continue
         for method in family.build(options, quick):
             try:
