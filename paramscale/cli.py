@@ -241,21 +241,29 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _validate_rule(args: argparse.Namespace) -> int:
     from paramscale import loading
-    from paramscale.proofs_check import validate
+    from paramscale.proofs_check import validate, validate_step
+    from paramscale.theory.stepsize import StepRule
 
     try:
         rule = loading.load_rule(args.rule)
         problems = [p for spec in args.problem for p in loading.load_problems(spec)] or None
         print(f"validating {args.rule} ...", file=sys.stderr, flush=True)
-        report = validate.validate_rule(
-            rule, iters=args.iters, search_examples=args.examples, spec=args.rule,
-            problems=problems,
-        )  # fmt: skip
+        stepping = isinstance(rule, StepRule)  # a step-size rule, else a scaling rule
+        if stepping:
+            report = validate_step.validate_step_rule(
+                rule, iters=args.iters, spec=args.rule, problems=problems
+            )
+        else:
+            report = validate.validate_rule(
+                rule, iters=args.iters, search_examples=args.examples, spec=args.rule,
+                problems=problems,
+            )  # fmt: skip
     except loading.RuleInputError as exc:
         print(f"paramscale validate-rule: {exc}", file=sys.stderr)
         return 2
     print(report.markdown())
-    written = validate.write_report(report, rule, Path(args.out), problems)
+    write = validate_step.write_step_report if stepping else validate.write_report
+    written = write(report, rule, Path(args.out), problems)
     print(f"report: {written[0]} (figure: {written[1]})")
     if args.train:
         import os
@@ -263,8 +271,12 @@ def _validate_rule(args: argparse.Namespace) -> int:
         from paramscale import train
         from paramscale.train.outputs import write_outputs
 
-        specs = [f"PSDASGD[scaling={args.rule}]", f"PSSPS[scaling={args.rule}]", "adam",
-                 "amsgrad"]  # fmt: skip
+        if stepping:  # the rule in Adam's space and in SGD's, beside tuned Adam and SGD
+            specs = [f"PS[step={args.rule}]", f"PS[step={args.rule},scaling=identity]",
+                     "adam", "sgd"]  # fmt: skip
+        else:
+            specs = [f"PSDASGD[scaling={args.rule}]", f"PSSPS[scaling={args.rule}]", "adam",
+                     "amsgrad"]  # fmt: skip
         print(f"paramscale train --quick with {args.rule} ...", file=sys.stderr, flush=True)
         rows = train.benchmark(list(train.TASKS), specs, [0, 1, 2], True, "cpu",
                                os.cpu_count() or 1, progress=True)  # fmt: skip

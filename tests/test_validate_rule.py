@@ -105,3 +105,53 @@ def test_claims_on_a_users_problems(tmp_path, capsys, monkeypatch):
             str(tmp_path)]  # fmt: skip
     assert main(argv) in (0, 1)
     assert "claims of docs/spec.md section 4 on the given problems" in capsys.readouterr().out
+
+
+# -- step-size rules -------------------------------------------------------------------------
+def _step_report(rule, iters=40):
+    from paramscale import synthetic
+    from paramscale.proofs_check.validate_step import validate_step_rule
+
+    problems = [synthetic.lad(30, 5, 2.0, seed=1), synthetic.logistic(30, 5, 2.0, seed=1)]
+    report = validate_step_rule(rule, iters=iters, problems=problems)
+    return {c.name: c for c in report.checks}, report
+
+
+def test_a_step_rule_is_validated_and_a_planted_cap_or_sign_is_caught():
+    """The example step rule passes every check; the same rule with a finite cap (in scaled
+    units: it breaks principle (i)) fails uniform-scale invariance only; a rule whose step
+    is negative fails the step check."""
+    import sys
+    from dataclasses import replace
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "examples"))
+    from lowest_loss_polyak import lowest_loss_polyak
+
+    checks, report = _step_report(lowest_loss_polyak())
+    assert report.passed and "B2" in report.theorems, report.markdown()
+    checks, report = _step_report(replace(lowest_loss_polyak(), eta_max=0.01))
+    failed = [name for name, c in checks.items() if c.ok is False]
+    assert failed == ["uniform-scale invariance"], report.markdown()
+
+    class uphill(type(lowest_loss_polyak())):
+        def step(self, scalars, sums):
+            lam, scalars = super().step(scalars, sums)
+            return -lam, scalars
+
+    checks, _ = _step_report(uphill())
+    assert checks["steps finite and non-negative"].ok is False
+
+
+def test_a_step_rule_naming_an_unknown_reduction_is_bad_input():
+    from paramscale.loading import RuleInputError
+    from paramscale.proofs_check.validate_step import check_step_interface
+    from paramscale.theory.stepsize import constant
+
+    class reads_nothing_known(constant):
+        def reductions(self, scalars, k):
+            return frozenset({"gradient_norm"})
+
+    with pytest.raises(RuleInputError, match=r"unknown reductions \['gradient_norm'\]"):
+        check_step_interface(reads_nothing_known())
+    with pytest.raises(RuleInputError, match="is not a step-size rule"):
+        check_step_interface(object())

@@ -53,8 +53,8 @@ class Coordinates(NamedTuple):
     (alpha_{k-1}), the iterate ``x`` and the vector state ``x0``, ``g0``, ``s``. Arrays
     of one shape (NumPy, or torch tensors); absent ones are None."""
 
-    g: Any
-    alpha: Any
+    g: Any = None
+    alpha: Any = None
     alpha_prev: Any = None
     x: Any = None
     x0: Any = None

@@ -58,19 +58,25 @@ def _states(rule_tensors: list[tuple]) -> list[dict]:
     return [dict(zip((keys.SECOND, keys.THIRD), ts, strict=False)) for ts in rule_tensors]
 
 
-def _reduce(name: str, coordinates: list[Coordinates]) -> torch.Tensor:
-    """Reduction ``name`` over a pack's tensors (theory's fields; sums in float64)."""
+def _partial(name: str, c: Coordinates) -> torch.Tensor:
+    """Reduction ``name`` over one tensor's coordinates (theory's fields; sums in float64)."""
     reduction = REDUCTIONS[name]
-    parts = []
-    for c in coordinates:
-        values = [FIELDS[f].of(c) for f in reduction.fields]
-        if reduction.form == "sq":
-            parts.append(values[0].to(F64).square().sum())
-        elif reduction.form == "dot":
-            parts.append((values[0].to(F64) * values[1].to(F64)).sum())
-        else:
-            parts.append(getattr(values[0], "amax" if reduction.form == "max" else "amin")())
-    return getattr(torch.stack(parts), reduction.op)().to(F64)
+    values = [FIELDS[f].of(c) for f in reduction.fields]
+    if reduction.form == "sq":
+        return values[0].to(F64).square().sum()
+    if reduction.form == "dot":
+        return (values[0].to(F64) * values[1].to(F64)).sum()
+    return getattr(values[0], "amax" if reduction.form == "max" else "amin")()
+
+
+def _combined(name: str, parts: list[torch.Tensor]) -> torch.Tensor:
+    """The tensors' partial reductions combined (``Reduction.op``), in float64."""
+    return getattr(torch.stack(parts), REDUCTIONS[name].op)().to(F64)
+
+
+def _reduce(name: str, coordinates: list[Coordinates]) -> torch.Tensor:
+    """Reduction ``name`` over a pack's tensors."""
+    return _combined(name, [_partial(name, c) for c in coordinates])
 
 
 def in_kernel(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -130,13 +136,16 @@ def move_sweep(
         for key, t in new.items():
             st[key].copy_(t)  # the state advanced in place (one fused loop)
     alphas = fr.alpha(rule, c, ahead, gs)
-    s_of = ss if ss is not None else [None] * len(gs)
-    before = [Coordinates(g, a, s=s) for g, a, s in zip(gs, alphas, s_of, strict=True)]
-    sums = [_reduce(name, before) for name in move]
+    moving, done = [[] for _ in move], [[] for _ in moved]  # partials, tensor by tensor
     for i, (g, alpha, x) in enumerate(zip(gs, alphas, xs, strict=True)):
         u = g / alpha  # g' = g / alpha
-        if ss is not None:
-            ss[i].mul_(rho).add_(u * lam)
+        s_i = None if ss is None else ss[i]
+        for parts, name in zip(moving, move, strict=True):  # of s_{k-1}
+            parts.append(_partial(name, Coordinates(g, alpha, s=s_i)))
+        if s_i is not None:
+            s_i.mul_(rho).add_(u * lam)
+        for parts, name in zip(done, moved, strict=True):  # of s_k
+            parts.append(_partial(name, Coordinates(g, alpha, s=s_i)))
         if ms is not None:
             ms[i].lerp_(g, 1 - b1)  # m = b1 m + (1 - b1) g
             u = ms[i] / bc1 / alpha
@@ -149,8 +158,8 @@ def move_sweep(
         else:
             zs[i].add_(step)
             x.copy_(torch.lerp(x.to(zs[i].dtype), zs[i], 1 - beta))  # x = beta x + (1-beta) z
-    after = [Coordinates(g, a, s=s) for g, a, s in zip(gs, alphas, s_of, strict=True)]
-    return (*sums, *(_reduce(name, after) for name in moved))
+    names = (*move, *moved)
+    return tuple(_combined(name, parts) for name, parts in zip(names, moving + done, strict=True))
 
 
 def packs(params: Tensors, states: list[dict], state_dtype) -> list:
@@ -242,13 +251,21 @@ class Sweep1(NamedTuple):
     corrections: dict[int, Correction]
 
 
+def _split(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``names`` for packs whose tensors have an alpha_{k-1}, and for those that do not."""
+    return names, tuple(n for n in names if "alpha_prev" not in REDUCTIONS[n].reads)
+
+
 def _fused_cpu_rule(sweep: Sweep) -> list[Sweep1]:
     """Sweep 1 of every group as compiled kernels (``rule_sweep``): reductions only (the
     state is advanced in sweep 2), ||g||^2 among them (the finite check). The kernels
-    compute ``want.kernel`` (the reductions the last step asked too) where their fields
-    allow; every other reduction is computed eagerly."""
+    compute ``want.kernel`` where their fields allow; every other reduction is computed
+    eagerly. Sweep 2's kernels are built here (``_built``)."""
     out, want = [], sweep.want
     compiled = in_kernel(want.kernel)
+    kernels = _split(compiled)  # by whether the pack's tensors have an alpha_{k-1}
+    eagers = _split(tuple(n for n in want.step if n not in compiled))
+    move_names = (in_kernel(want.move), in_kernel(want.moved))
     for batch in sweep.batches:
         group, ps, gs, sts = batch
         rule = group["scaling"]
@@ -262,53 +279,65 @@ def _fused_cpu_rule(sweep: Sweep) -> list[Sweep1]:
             groups.append(((dtype, has_z, items[0][0][keys.STEP]), items))
         counts = {n for (_, _, count), _ in groups for n in (count - 1, count)}
         corrections = {n: tensor_correction(rule, n) for n in counts}  # once per step count
-        for (dtype, _, count), pack in groups:
+        for (dtype, has_z, count), pack in groups:
             c_prev, c = corrections[count - 1], corrections[count]
             grads, states = [g for _, _, g, _ in pack], [v["rule"] for _, v, _, _ in pack]
-            # a reduction of alpha_{k-1} only over tensors that have one (count > 0)
-            names = tuple(n for n in compiled
-                          if count > 0 or "alpha_prev" not in REDUCTIONS[n].reads)  # fmt: skip
+            names, eager = kernels[count == 0], eagers[count == 0]
             ss = [v["s"] for _, v, _, _ in pack] if "s" in want.vectors else None
             run = kernel(rule_sweep, type(rule), dtype, ss is not None, names, len(pack))
             for name, value in zip(names, run(rule, c_prev, c, grads, states, ss, names),
                                    strict=True):  # fmt: skip
                 sweep.add(name, value)
-            eager = tuple(n for n in want.step if n not in compiled
-                          and (count > 0 or "alpha_prev" not in REDUCTIONS[n].reads))  # fmt: skip
             if eager:
                 part = _part(batch, pack)
                 prev, alphas = alphas_of(rule, part.states, part.grads)
                 reduce_eagerly(eager, part, want, alphas, prev if count > 0 else None, sweep.add)
-            zero, one = torch.zeros((), dtype=F64), torch.ones((), dtype=F64)
-            _built(*_move_call(rule, group, want, pack, c, count, dtype, has_z, zero, one))
+            variant = _move_variant(rule, group, want, pack, dtype, has_z, move_names)
+            if ("move_sweep", *variant) not in _COMPILED:
+                _built(variant, _move_args(rule, group, want, pack, c, count, variant))
         out.append(Sweep1(plan, groups, corrections))
     return out
 
 
-def _move_call(rule: Any, group: dict, want: Any, pack: list, c: Correction, count: int,
-               dtype: Any, has_z: bool, lam: torch.Tensor, rho: torch.Tensor):  # fmt: skip
-    """``move_sweep``'s variant and arguments for one pack, and whether to clone them."""
+def _move_variant(rule: Any, group: dict, want: Any, pack: list, dtype: Any, has_z: bool,
+                  names: tuple) -> tuple:  # fmt: skip
+    """``move_sweep``'s variant for one pack: what its compiled kernel is keyed by."""
+    views = pack[0][1]
+    keeps_s = "s" in want.vectors and views["s"] is not None
+    return (type(rule), views["x"].dtype, dtype, keeps_s, group["first_moment"] > 0, has_z,
+            *names, len(pack))  # fmt: skip
+
+
+def _move_args(
+    rule: Any,
+    group: dict,
+    want: Any,
+    pack: list,
+    c: Correction,
+    count: int,
+    variant: tuple,
+    lam: Any = None,
+    rho: Any = None,
+    bc1: Any = None,
+) -> tuple:
+    """``move_sweep``'s arguments for one pack (step scalars 0 and 1 where not given: a
+    build's)."""
     b1, beta = group["first_moment"], group["momentum"]
-    grads = [g for _, _, g, _ in pack]
     views = {key: [v[key] for _, v, _, _ in pack] for key in ("x", "rule", "s", "m", "z")}
     present = {key: None if views[key][0] is None else views[key] for key in "smz"}
-    if "s" not in want.vectors:
+    if not variant[3]:
         present["s"] = None
-    moving, moved = in_kernel(want.move), in_kernel(want.moved)
-    variant = (type(rule), views["x"][0].dtype, dtype, present["s"] is not None, b1 > 0, has_z,
-               moving, moved, len(pack))  # fmt: skip
-    bc1 = torch.tensor(1 - b1 ** (count + 1), dtype=F64)  # 1 - b1^n, n: the own steps
-    args = (rule, c, grads, views["rule"], present["s"], present["m"], present["z"],
-            views["x"], lam, rho, b1, bc1, beta, moving, moved)  # fmt: skip
-    return variant, args
+    if bc1 is None:
+        bc1 = torch.tensor(1 - b1 ** (count + 1), dtype=F64)  # 1 - b1^n, n: own steps
+    lam = torch.zeros((), dtype=F64) if lam is None else lam
+    rho = torch.ones((), dtype=F64) if rho is None else rho
+    return (rule, c, [g for _, _, g, _ in pack], views["rule"], present["s"], present["m"],
+            present["z"], views["x"], lam, rho, b1, bc1, beta, variant[6], variant[7])  # fmt: skip
 
 
 def _built(variant: tuple, args: tuple) -> None:
     """Sweep 2's kernel built in sweep 1, by a first call on copies of its arguments: a
     kernel that cannot be built fails while nothing has changed."""
-    key = ("move_sweep", *variant)
-    if key in _COMPILED:
-        return
 
     def copy(a: Any) -> Any:
         if isinstance(a, torch.Tensor):
@@ -324,27 +353,34 @@ def _fused_cpu_move(sweep: Sweep, move: Move) -> None:
     """Sweep 2 of every group as compiled kernels (``move_sweep``) over its sweep 1's packs;
     the move's reductions through ``move.add`` (a weighted one times the group's step)."""
     want = sweep.want
-    eager_move = tuple(n for n in want.move if n not in in_kernel(want.move))
-    eager_moved = tuple(n for n in want.moved if n not in in_kernel(want.moved))
+    names = (in_kernel(want.move), in_kernel(want.moved))
+    weighted = [REDUCTIONS[name].weighted for name in names[0] + names[1]]
+    eager_move = tuple(n for n in want.move if n not in names[0])
+    eager_moved = tuple(n for n in want.moved if n not in names[1])
     for batch, one, lam in zip(sweep.batches, move.staged, move.lams, strict=True):
-        rule = batch.group["scaling"]
+        group = batch.group
+        rule, b1 = group["scaling"], group["first_moment"]
         # step scalars as 0-dim tensors: kernel arguments, so one kernel serves every step
         lam_t, rho_t = (torch.tensor(x, dtype=F64) for x in (lam, move.rho))
         for st in one.plan.stale_alpha:
             st.pop(keys.ALPHA, None)  # left by the foreach path: the fused path derives it
+        # 1 - b1^n, n the tensors' own steps (this one included), per step count
+        bc1s = {n: torch.tensor(1 - b1 ** (n + 1), dtype=F64) for (_, _, n), _ in one.packs}
         for (dtype, has_z, count), pack in one.packs:
             c = one.corrections[count]  # sweep 1's
-            part = _part(batch, pack)
+            if eager_move or eager_moved:
+                part = _part(batch, pack)
             if eager_move:  # of s_{k-1}: before the kernel changes it
                 _, alphas = alphas_of(rule, part.states, part.grads)
                 reduce_eagerly(eager_move, part, want, alphas, None, move.add, lam)
-            variant, args = _move_call(rule, batch.group, want, pack, c, count, dtype, has_z,
-                                       lam_t, rho_t)  # fmt: skip
+            variant = _move_variant(rule, group, want, pack, dtype, has_z, names)
+            args = _move_args(rule, group, want, pack, c, count, variant, lam_t, rho_t,
+                              bc1s[count])  # fmt: skip
             for st, _, _, _ in pack:
                 st[keys.STEP] += 1
             sums = kernel(move_sweep, *variant)(*args)
-            for name, value in zip(variant[6] + variant[7], sums, strict=True):
-                move.add(name, value * lam if REDUCTIONS[name].weighted else value)
+            for name, value, w in zip(names[0] + names[1], sums, weighted, strict=True):
+                move.add(name, value * lam if w else value)
             if eager_moved:
                 _, alphas = alphas_of(rule, part.states, part.grads, advanced=True)
                 reduce_eagerly(eager_moved, part, want, alphas, None, move.add)

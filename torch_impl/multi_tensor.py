@@ -87,20 +87,26 @@ def _rule(sweep: Sweep, foreach: bool) -> Staged:
     staged: Staged = []
     names = sweep.want.step
     with_prev = tuple(n for n in names if "alpha_prev" in REDUCTIONS[n].reads)
-    plain = tuple(n for n in names if n not in with_prev)
+    # of the gradient and the vector state alone (||g||^2): once over the whole group
+    whole = tuple(n for n in names if not REDUCTIONS[n].reads & {"alpha", "alpha_prev"})
+    plain = tuple(n for n in names if n not in with_prev and n not in whole)
     for group, ps, gs, states in sweep.batches:
         rule = group["scaling"]
         fast = foreach and type(rule) in FOREACH
+        if whole:
+            reduce_lists(whole, _lists(sweep.want, whole, ps, gs, states, []), sweep.add)
         for cp, cg, sts in _cut(ps, gs, states, fast):
             if with_prev:
                 derive_alpha(rule, sts, cg)
             alphas, new = update(rule, sts, cg) if fast else _advance_each(rule, cg, sts, cp)
             lists = _lists(sweep.want, names, cp, cg, sts, alphas)
             reduce_lists(plain, lists, sweep.add)
-            had = [i for i, st in enumerate(sts) if keys.ALPHA in st]
-            if with_prev and had:
+            if with_prev:
+                had = [i for i, st in enumerate(sts) if keys.ALPHA in st]
                 prev = [sts[i][keys.ALPHA] for i in had]
-                reduce_lists(with_prev, _subset(lists, had)._replace(alpha_prev=prev), sweep.add)
+                some = lists if len(had) == len(sts) else _subset(lists, had)
+                if had:
+                    reduce_lists(with_prev, some._replace(alpha_prev=prev), sweep.add)
             for st, ahead, a in zip(sts, new, alphas, strict=True):
                 ahead[keys.ALPHA] = a
                 staged.append((st, ahead))
@@ -161,11 +167,12 @@ def _move(sweep: Sweep, move: Move, foreach: bool) -> None:
             u = torch._foreach_div(cg, alphas)  # g' = g / alpha
             if keeps_s:
                 lists = Lists(cg, alphas, None, None, None, None, [st[keys.S] for st in sts])
-                reduce_lists(want.move, lists, move.add, lam)  # of s_{k-1}
+                known = {"g_scaled": u}
+                reduce_lists(want.move, lists, move.add, lam, known)  # of s_{k-1}
                 if k > 0:
                     torch._foreach_mul_(lists.s, move.rho)
                 torch._foreach_add_(lists.s, u, alpha=lam)  # s = rho s + lam g'
-                reduce_lists(want.moved, lists, move.add)  # of s_k
+                reduce_lists(want.moved, lists, move.add, known=known)  # of s_k
             if b1 > 0:
                 ms = [st[keys.M] for st in sts]
                 torch._foreach_lerp_(ms, cg, 1 - b1)  # m = b1 m + (1-b1) g

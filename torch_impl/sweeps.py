@@ -188,15 +188,25 @@ def _field(name: str, lists: Lists) -> Tensors:
         return torch._foreach_div(lists.g, lists.alpha)
     if name == "ratio":
         return torch._foreach_div(lists.alpha, lists.alpha_prev)
-    of = FIELDS[name].of
-    columns = [getattr(lists, key) or [None] * len(lists.g) for key in Coordinates._fields]
-    return [of(Coordinates(*values)) for values in zip(*columns, strict=True)]
+    field = FIELDS[name]
+    columns = {key: getattr(lists, key) for key in field.reads}
+    return [
+        field.of(Coordinates(**{key: column[i] for key, column in columns.items()}))
+        for i in range(len(lists.g))
+    ]
 
 
-def reduce_lists(names: tuple[str, ...], lists: Lists, add: Add, weight: float = 1.0) -> None:
+def reduce_lists(
+    names: tuple[str, ...],
+    lists: Lists,
+    add: Add,
+    weight: float = 1.0,
+    known: dict[str, Tensors] | None = None,
+) -> None:
     """Each reduction of ``names`` over the tensors of ``lists``, through ``add`` as a
-    float64 0-dim tensor (sums accumulated in float64; a weighted one times ``weight``)."""
-    fields: dict[str, Tensors] = {}
+    float64 0-dim tensor (sums accumulated in float64; a weighted one times ``weight``).
+    ``known``: fields the caller has computed already (``g_scaled`` in sweep 2)."""
+    fields: dict[str, Tensors] = dict(known or {})
     for name in names:
         reduction = REDUCTIONS[name]
         values = []
@@ -212,7 +222,7 @@ def reduce_lists(names: tuple[str, ...], lists: Lists, add: Add, weight: float =
             value = torch.stack(torch._foreach_max(values[0])).max().to(F64)
         else:
             value = torch.stack([v.amin() for v in values[0]]).min().to(F64)  # no argmin
-        add(name, value * weight if reduction.weighted else value)
+        add(name, value * weight if reduction.weighted and weight != 1.0 else value)
 
 
 def dot(a: Tensors, b: Tensors) -> torch.Tensor:

@@ -206,6 +206,22 @@ def _psdowg(ps: Any, options: dict[str, Any]) -> Optimizer:
     return torch_impl.PSDoWG(ps, **_with_rule(options))
 
 
+def _ps(ps: Any, options: dict[str, Any]) -> Optimizer:
+    """Any step-size rule (``step=module:attr``, a ``theory.stepsize.StepRule``) in any
+    scaling (default Adam), no momentum: a user's rule on the networks."""
+    from paramscale import torch_impl
+    from paramscale.loading import RuleInputError, load_rule
+    from paramscale.theory.stepsize import StepRule
+
+    options = _with_rule({"scaling": "adam", **options})
+    if "step" not in options:
+        raise ValueError("PS needs step=module:attr (a theory.stepsize.StepRule)")
+    step = load_rule(str(options.pop("step")))
+    if not isinstance(step, StepRule):
+        raise RuleInputError(f"{step!r} is not a theory.stepsize.StepRule")
+    return torch_impl.ParameterScaled(ps, step, **options)
+
+
 def _psconst(ps: Any, lr: float, options: dict[str, Any]) -> Optimizer:
     """PS-DA-SGD's update with a constant step: the reference its step estimate is judged
     against (the best of this grid)."""
@@ -308,6 +324,12 @@ FAMILIES: dict[str, Family] = {
             "DoWG's step in the scaled metric (torch_impl.PSDoWG, Adam scaling; "
             "PSDoWG[scaling=identity] is optax's DoWG)",
             _one("PSDoWG", _psdowg, _effective_lr, _ps_units),
+        ),
+        Family(
+            "PS",
+            "any step-size rule in any scaling: PS[step=module:attr,scaling=adam] (a "
+            "theory.stepsize.StepRule; validate-rule --train)",
+            _one("PS", _ps, _effective_lr, _ps_units),
         ),
         Family(
             "DAdaptAdam",
