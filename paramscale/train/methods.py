@@ -329,7 +329,7 @@ FAMILIES: dict[str, Family] = {
             "PS",
             "any step-size rule in any scaling: PS[step=module:attr,scaling=adam] (a "
             "theory.stepsize.StepRule; validate-rule --train)",
-            _one("PS", _ps, _effective_lr, _ps_units),
+            _one("PS", _ps, _effective_lr, _ps_units, needs_loss=True),  # if the rule reads it
         ),
         Family(
             "DAdaptAdam",
