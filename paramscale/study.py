@@ -34,8 +34,8 @@ import numpy as np
 
 VARIANTS: tuple[dict[str, Any], ...] = (
     {},  # the default
-    *({"transfer": t} for t in ("min", "max", "max_alpha", "rms_alpha", "displacement",
-                                 "shrink", "none")),
+    *({"transfer": t} for t in ("min", "anchor", "anchor_active", "max", "max_alpha",
+                                 "rms_alpha", "displacement", "shrink", "none")),
     {"transfer": "max", "normaliser": "max_alpha"},  # docs/spec.md 3.2, the literal reading
     {"transfer": "shrink", "normaliser": "max_alpha"},
     {"transfer": "none", "normaliser": "max_alpha"},

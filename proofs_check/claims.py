@@ -302,6 +302,40 @@ class CodeDistanceEstimate(DistanceLowerBound):
     id, kind, factor = "B4code", "conjecture", 1.0
 
 
+class TransportedLowerBound(Claim):
+    """d_k / D_k <= d_a / D_a between estimates: the transported d stays a lower bound
+
+    D_k = ||x_0 - x*||_{alpha_k}; a is the last step at which the rule raised d
+    (``StepRule.raised``, ties of ``GROWTH_RTOL`` carried as they come); then d_k =
+    d_a prod_{j=a+1..k} rho_j, so d_a <= D_a implies d_k <= D_k, the lower bound
+    D-Adaptation's argument needs, in the metric of each step (docs/spec.md, "Metric
+    transfer"; for ``min`` and ``anchor`` prod rho_j <= min_i alpha_k,i / alpha_a,i <= D_k / D_a).
+    """
+
+    id, kind = "B6", "theorem"
+    assumptions = "PS-DA-SGD whose transfer keeps the lower bound (min, min_active, anchor*)"
+    transfers = ("min", "min_active", "anchor", "anchor_active")
+
+    def applies(self, traj, problem) -> bool:
+        return _is_dadapt(traj) and quantities.step_rule(traj).transfer in self.transfers
+
+    def evaluate(self, traj, problem, solution) -> Result:
+        d, rho = traj.info["d"], traj.info["rho"]  # d_k: after the transfer, before settle
+        D = quantities.metric_norm(traj.x[0] - solution.x, traj.alpha)
+        K = len(d)
+        allowed, bound = np.full(K, np.nan), d[0] / D[0]
+        for k in range(1, K):
+            settled = d[k] / rho[k]  # step k-1's d after its settle, in alpha_{k-1}
+            if dadapt.grew(d[k - 1], settled):
+                bound = settled / D[k - 1]  # a new estimate: the anchor moves
+            elif settled > d[k - 1]:
+                bound *= settled / d[k - 1]  # a tie (< GROWTH_RTOL), carried
+            allowed[k] = bound * D[k]
+        steps = np.arange(1, K)
+        res = compare(self.id, d[1:], allowed[1:], steps=steps)
+        return Result(self.id, res.holds, res.margin, res.first_violation, res.tightness)
+
+
 class DecayingScheduleRate(Claim):
     """gamma_k = 1/sqrt(k+1): the B2 bound -> 0, log-log slope near -1/2"""
 
@@ -421,6 +455,7 @@ CLAIMS: dict[str, Claim] = {
         DBounded(),
         DistanceLowerBound(),
         CodeDistanceEstimate(),
+        TransportedLowerBound(),
         DecayingScheduleRate(),
         SPSRateIdentity(),
         SubgradientRate(),

@@ -179,6 +179,16 @@ def test_b4_catches_an_inflated_estimate():
     assert res.first_violation == int(np.argmax(bad.info["dhat"] / 2 > d_true))
 
 
+@pytest.mark.parametrize("transfer", ["min_active", "anchor"])
+def test_b6_catches_a_transfer_by_the_maximum_ratio(transfer):
+    """B6 holds for the default and the anchored transfer, and fails where d is carried by
+    max_i alpha_k,i / alpha_{k-1},i (the planted error: a ratio no distance can exceed)."""
+    make = lambda t: O.ps_dadapt_sgd(momentum=0.0, scaling=S.adam(beta2=0.9), transfer=t)  # noqa: E731
+    assert check("B6", theory.run(make(transfer), P, iters=150), P, SOL).holds
+    bad = theory.run(make("max"), P, iters=150)
+    assert not CLAIMS["B6"].evaluate(bad, P, SOL).holds  # max does not claim the bound
+
+
 def test_c2_catches_a_step_built_with_too_small_g():
     K = 100
     D = P.distance(P.x0)

@@ -2,7 +2,7 @@
 what theory and the foreach path compute.
 
 The tests run on CUDA when there is a GPU; on a machine without one, CI runs this file
-under ``TRITON_INTERPRET=1`` (``test_torch_fused.test_triton_kernels_under_the_interpreter``),
+under ``TRITON_INTERPRET=1`` (``test_triton_interpreter.py``),
 where the same kernels run on CPU tensors in Triton's interpreter. Without either, skipped.
 """
 
@@ -121,6 +121,24 @@ def test_triton_psdasgd_equals_theory(variant, case, momentum):
     dev = _compare(
         O.ps_dadapt_sgd(scaling=tr, **kw),
         lambda q: T.PSDASGD(q, scaling=rr, fused=True, **kw),
+        p,
+        x0,
+        foreach=None,
+        device=DEVICE,
+        steps=15,
+    )
+    assert dev.within(1e-10), dev
+
+
+@settings(max_examples=2, deadline=None)
+@given(case=cases())
+def test_triton_anchored_transfer_equals_theory(case):
+    """The anchor (vector state, reductions outside the kernel) through the Triton path."""
+    p, x0, name = case
+    tr, rr = _rule_pair(name, p.n)
+    dev = _compare(
+        O.ps_dadapt_sgd(scaling=tr, transfer="anchor_active"),
+        lambda q: T.PSDASGD(q, scaling=rr, fused=True, transfer="anchor_active"),
         p,
         x0,
         foreach=None,

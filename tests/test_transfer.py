@@ -36,6 +36,8 @@ EXPECTED = {  # transfer -> the properties it keeps (with the default normaliser
     "max_alpha": "abcde",
     "rms_alpha": "abcde",
     "displacement": "abcde",
+    "anchor": "acde",  # (b): as min, the stopped coordinate's decay reaches the anchor ratio
+    "anchor_active": "abcde",
     "shrink": "bcde",  # (a): min(1, t_k / t_{k-1} ...) is not homogeneous
     "none": "bcde",  # (a): nothing absorbs t_k / t_{k-1}
 }

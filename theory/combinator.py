@@ -35,7 +35,8 @@ from paramscale.theory.stepsize import StepRule
 class PSState(NamedTuple):
     """The engine's state: step ``k``, the start ``x0``, the iterate ``z`` the step moves,
     the first moment ``m``, ``alpha_{k-1}``, the scaling rule's state, the step rule's
-    ``scalars`` and its ``vectors`` (by name)."""
+    ``scalars`` and its ``vectors`` (by name), and ``reanchor``: the rule raised its
+    estimate at step k-1 (an anchored transfer moves its anchor, ``theory.transfer``)."""
 
     k: int
     x0: np.ndarray
@@ -45,6 +46,7 @@ class PSState(NamedTuple):
     scaling: Any
     scalars: Any
     vectors: dict[str, np.ndarray]
+    reanchor: bool = False
 
 
 def stage(names: frozenset[str], which: str) -> list[str]:
@@ -105,16 +107,25 @@ class ParameterScaled:
         x = np.asarray(x, dtype=np.float64)
         vectors = dict(state.vectors)
         scalars, rho = state.scalars, 1.0
+        anchored = transfer.TRANSFERS[rule.transfer].anchored
         if state.alpha_prev is not None and rule.transfer != "none":
-            change = Coordinates(g, alpha, state.alpha_prev, x, vectors.get("x0"))
-            rho = transfer.rho(rule.transfer, change)  # docs/spec.md, transfer
+            if anchored and "anchor" not in vectors:
+                vectors["anchor"] = state.alpha_prev  # the first anchor: alpha_0
+            change = Coordinates(
+                g, alpha, state.alpha_prev, x, vectors.get("x0"), anchor=vectors.get("anchor")
+            )
+            rho = transfer.rho(rule.transfer, change, state.reanchor)  # docs/spec.md, transfer
             scalars = rule.transfer_scalars(scalars, rho)
+            if anchored and state.reanchor:
+                vectors["anchor"] = state.alpha_prev  # the metric of the new estimate
         if "g0" in rule.captures(scalars):
             vectors["g0"] = g
         coords = Coordinates(g, alpha, state.alpha_prev, x, *map(vectors.get, ("x0", "g0", "s")))
         names = rule.reductions(scalars, k)
         sums = {"k": k, "loss": loss, **{n: evaluate(n, coords) for n in stage(names, "step")}}
+        before = scalars
         lam, scalars = rule.step(scalars, sums)
+        reanchor = anchored and rule.raised(before, scalars)
         info = {"lr": lam, "rho": rho, **rule.info(scalars, sums)}
         m, direction = state.m, g
         if self.first_moment > 0:
@@ -131,8 +142,10 @@ class ParameterScaled:
             vectors["s"] = rho * vectors["s"] + lam * (g / alpha)  # s_k = rho s + lam g'
         moved = coords._replace(s=vectors.get("s"))
         settled.update({name: evaluate(name, moved) for name in stage(names, "moved")})
+        before = scalars
         scalars, settle_info = rule.settle(scalars, settled)
-        new = PSState(k + 1, state.x0, z, m, alpha, scaling_state, scalars, vectors)
+        reanchor = reanchor or (anchored and rule.raised(before, scalars))
+        new = PSState(k + 1, state.x0, z, m, alpha, scaling_state, scalars, vectors, reanchor)
         return x_next, new, {**info, **settle_info, "alpha": alpha}
 
 

@@ -44,14 +44,15 @@ VECTORS = {
     "s": "the sum of scaled steps, s_k = rho_k s_{k-1} + lam_k g'_k (zero at first)",
     "x0": "the start x_0: each parameter's value at its first step",
     "g0": "a kept gradient: set at the steps where the rule's captures() names it",
+    "anchor": "an anchored transfer's metric: alpha of the step whose estimate it carries",
 }
 
 
 class Coordinates(NamedTuple):
     """One tensor's (or the NumPy vector's) values a field reads: the gradient ``g`` (the
     direction the step descends along), ``alpha`` (alpha_k), ``alpha_prev``
-    (alpha_{k-1}), the iterate ``x`` and the vector state ``x0``, ``g0``, ``s``. Arrays
-    of one shape (NumPy, or torch tensors); absent ones are None."""
+    (alpha_{k-1}), the iterate ``x`` and the vector state ``x0``, ``g0``, ``s``,
+    ``anchor``. Arrays of one shape (NumPy, or torch tensors); absent ones are None."""
 
     g: Any = None
     alpha: Any = None
@@ -60,6 +61,7 @@ class Coordinates(NamedTuple):
     x0: Any = None
     g0: Any = None
     s: Any = None
+    anchor: Any = None
 
 
 def _masked(ratio: Any, g: Any) -> Any:
@@ -105,6 +107,16 @@ FIELDS: dict[str, Field] = {
     "moved": _field(lambda c: c.alpha * (c.x - c.x0), "alpha", "x", "x0"),  # alpha_k (x_k - x_0)
     "moved_prev": _field(lambda c: c.alpha_prev * (c.x - c.x0), "alpha_prev", "x", "x0"),
     "x_scaled": _field(lambda c: c.alpha * c.x, "alpha", "x"),
+    # alpha_k and alpha_{k-1} over the anchor's metric (theory.transfer, "anchor"); they
+    # read alpha_{k-1} too: a coordinate enters once it has a previous metric
+    "anchor_ratio": _field(lambda c: c.alpha / c.anchor, "alpha", "anchor", "alpha_prev"),
+    "anchor_prev_ratio": _field(lambda c: c.alpha_prev / c.anchor, "alpha_prev", "anchor"),
+    "anchor_ratio_active": _field(
+        lambda c: _masked(c.alpha / c.anchor, c.g), "alpha", "anchor", "alpha_prev", "g"
+    ),
+    "anchor_prev_ratio_active": _field(
+        lambda c: _masked(c.alpha_prev / c.anchor, c.g), "alpha_prev", "anchor", "g"
+    ),
 }
 
 FORMS = ("sq", "dot", "max", "min")
@@ -149,6 +161,12 @@ REDUCTIONS: dict[str, Reduction] = {
     "ratio_min": _r("min", "ratio", "min_i alpha_k,i / alpha_{k-1},i"),
     "ratio_min_active": _r("min", "ratio_active", "the min ratio over coordinates with g != 0"),
     "alpha_prev_max": _r("max", "alpha_prev", "max(alpha_{k-1})"),
+    "anchor_ratio_min": _r("min", "anchor_ratio", "min_i alpha_k,i / alpha_a,i (a: the anchor)"),
+    "anchor_prev_ratio_min": _r("min", "anchor_prev_ratio", "min_i alpha_{k-1},i / alpha_a,i"),
+    "anchor_ratio_min_active": _r("min", "anchor_ratio_active", "the anchor ratio where g != 0"),
+    "anchor_prev_ratio_min_active": _r(
+        "min", "anchor_prev_ratio_active", "the previous anchor ratio where g != 0"
+    ),
     "alpha_sq": _r("sq", "alpha", "||alpha_k||^2"),
     "alpha_prev_sq": _r("sq", "alpha_prev", "||alpha_{k-1}||^2"),
     "step_dot": _r("dot", "g_scaled s", "lam <g'_k, s_{k-1}>, lam each group's step", "move", True),

@@ -12,6 +12,7 @@ distributed engines) computes it and calls back:
     lam, scalars = rule.step(scalars, {"k", "loss", step-stage sums})
     x_{k+1} = x_k - lam g_k / alpha_k**2        # the engine moves (and its vector state)
     scalars, info = rule.settle(scalars, {"k", "lr": lam, "rho", move/moved-stage sums})
+    rule.raised(before, after)                  # around step and settle: a new estimate
 
 ``vectors`` names the vector state the engine keeps for it (``theory.reductions.VECTORS``:
 ``s``, ``x0``, ``g0``), ``captures(scalars)`` the ones set from this step's values,
@@ -82,6 +83,12 @@ class StepRule:
     def step(self, scalars: Any, sums: Sums) -> tuple[float, Any]:
         """lam_k, the step in scaled space, and the scalars."""
         raise NotImplementedError
+
+    def raised(self, before: Any, after: Any) -> bool:
+        """Whether the distance estimate the transfer carries was made afresh between the
+        scalars ``before`` and ``after`` a ``step`` or a ``settle`` (an anchored transfer,
+        ``theory.transfer``, then moves its anchor to this step's metric)."""
+        return False
 
     def settle(self, scalars: Any, sums: Sums) -> tuple[Any, dict[str, float]]:
         """The scalars after the move (from the move and moved stages' sums, ``lr`` = the
@@ -297,6 +304,9 @@ class dadapt(StepRule):
         growths = sc.d_growths + int(self.grew(sc.d, d))
         return DAdaptScalars(d, numerator, sc.g0_norm, dhat, growths), {"dhat": dhat}
 
+    def raised(self, before: DAdaptScalars, after: DAdaptScalars) -> bool:
+        return after.d_growths > before.d_growths  # dhat raised d by more than a tie
+
     @staticmethod
     def grew(d_before: float, d_after: float) -> bool:
         """Whether an estimate raised d by more than a tie (``GROWTH_RTOL``): what the
@@ -366,6 +376,9 @@ class dog_step(StepRule):
     def transfer_scalars(self, sc: DoGScalars, rho: float) -> DoGScalars:
         return DoGScalars(sc.rbar * rho, sc.grad_sum / rho**2)
 
+    def raised(self, before: DoGScalars, after: DoGScalars) -> bool:
+        return after.rbar > before.rbar  # a new largest distance, in this step's metric
+
     def step(self, sc: DoGScalars, sums: Sums) -> tuple[float, DoGScalars]:
         if sums["k"] == 0:
             a = sums["alpha_max"]
@@ -423,6 +436,9 @@ class dowg_step(StepRule):
 
     def transfer_scalars(self, sc: DoWGScalars, rho: float) -> DoWGScalars:
         return DoWGScalars(sc.sq_dist * rho**2, sc.weighted)  # r2 ||g'||^2 does not change
+
+    def raised(self, before: DoWGScalars, after: DoWGScalars) -> bool:
+        return after.sq_dist > before.sq_dist
 
     def step(self, sc: DoWGScalars, sums: Sums) -> tuple[float, DoWGScalars]:
         sq_dist = sc.sq_dist

@@ -15,7 +15,23 @@ over tensors and ranks) and call ``Transfer.rho`` on the host.
     displacement  ||alpha_k (x_k - x_0)|| / ||alpha_{k-1} (x_k - x_0)||, max_alpha's ratio
                   while nothing has moved
     shrink        min(1, max_i alpha_k,i / alpha_{k-1},i)
+    anchor        min_i alpha_k,i / alpha_a,i  /  min_i alpha_{k-1},i / alpha_a,i, alpha_a
+                  the anchor: the metric of the step whose estimate the rule carries
+    anchor_active the same over the coordinates with a nonzero gradient
     none          1
+
+An anchored transfer keeps the anchor ``alpha_a`` (one parameter-sized vector,
+``theory.reductions.VECTORS``). Its rho telescopes: the scaled distance carried from the
+anchor to step k is multiplied by ``min_i alpha_k,i / alpha_a,i`` in all, one ratio between
+two metrics, where ``min`` multiplies the per-step minima (min of a product >= product of
+the mins: a coordinate's noise from step to step compounds). If ``d_a <= D_a`` (the
+distance to a solution in the anchor's metric) then ``d_k <= D_k`` in the metric of step
+k: the lower bound D-Adaptation's proof needs (``proofs_check``, claim
+"anchored-lower-bound"). The anchor moves to the current metric at the step after the
+rule raised its estimate (``StepRule.raised``): that step's rho is then the one-step
+``ratio_min`` (``REANCHOR`` set by the engine), which equals the anchored formula with the
+anchor moved first, and the anchor becomes ``alpha_{k-1}`` before the move. A coordinate
+with no anchor yet takes ``alpha_{k-1}``.
 
 Each needs reductions (``theory.reductions``) of the two metrics over the coordinates that
 have both (torch: a parameter whose first gradient comes at step k has no
@@ -31,12 +47,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from paramscale.theory.reductions import REDUCTIONS, Coordinates, evaluate
 
-__all__ = ["Transfer", "TRANSFERS", "HOST_STATISTICS", "rho"]
+__all__ = ["Transfer", "TRANSFERS", "HOST_STATISTICS", "REANCHOR", "rho"]
 
 HOST_STATISTICS = ("alpha_max", "alpha_prev_max")
+REANCHOR = "reanchor"  # an anchored transfer's flag: the rule raised its estimate last step
 
 
 def _displacement(s: dict[str, float]) -> float:
@@ -45,14 +63,29 @@ def _displacement(s: dict[str, float]) -> float:
     return s["alpha_max"] / s["alpha_prev_max"]  # nothing moved: d is still d0 max(alpha)
 
 
+def _anchored(ratio: str, now: str, before: str) -> Callable[[dict[str, Any]], float]:
+    """rho of an anchored transfer from its three minima (docs/spec.md, "Metric transfer"):
+    the one-step ratio where the anchor moves, else the ratio of the two anchor ratios;
+    the ratio of the largest alphas where no coordinate enters (a masked minimum: +inf)."""
+
+    def rho(s: dict[str, Any]) -> float:
+        value = s[ratio] if s[REANCHOR] else s[now] / s[before]
+        if math.isfinite(value):
+            return value
+        return s["alpha_max"] / s["alpha_prev_max"]
+
+    return rho
+
+
 @dataclass(frozen=True)
 class Transfer:
     """``rho(sums)`` from the reductions named in ``needs``; ``why``: one line for docs."""
 
     name: str
     needs: tuple[str, ...]
-    rho: Callable[[dict[str, float]], float]
+    rho: Callable[[dict[str, Any]], float]
     why: str
+    anchored: bool = False
 
     def __post_init__(self) -> None:
         unknown = [key for key in self.needs if key not in REDUCTIONS]
@@ -63,7 +96,7 @@ class Transfer:
     def vectors(self) -> frozenset[str]:
         """The vector state it reads (``x0`` for the distance travelled)."""
         reads = frozenset().union(*(REDUCTIONS[key].reads for key in self.needs))
-        return reads & {"x0"}
+        return reads & {"x0", "anchor"}
 
 
 TRANSFERS: dict[str, Transfer] = {
@@ -113,6 +146,36 @@ TRANSFERS: dict[str, Transfer] = {
             "that have not moved do not count",
         ),
         Transfer(
+            "anchor",
+            (
+                "ratio_min",
+                "anchor_ratio_min",
+                "anchor_prev_ratio_min",
+                "alpha_max",
+                "alpha_prev_max",
+            ),
+            _anchored("ratio_min", "anchor_ratio_min", "anchor_prev_ratio_min"),
+            "min's lower bound, carried from the anchor's metric: one ratio between two "
+            "metrics, so per-step noise does not compound (one parameter-sized vector)",
+            anchored=True,
+        ),
+        Transfer(
+            "anchor_active",
+            (
+                "ratio_min_active",
+                "anchor_ratio_min_active",
+                "anchor_prev_ratio_min_active",
+                "alpha_max",
+                "alpha_prev_max",
+            ),
+            _anchored(
+                "ratio_min_active", "anchor_ratio_min_active", "anchor_prev_ratio_min_active"
+            ),
+            "anchor over the coordinates with a nonzero gradient (min_active's mask): the "
+            "bound holds where the mask does not change",
+            anchored=True,
+        ),
+        Transfer(
             "shrink", ("ratio_max",), lambda s: min(1.0, s["ratio_max"]), "only ever shrink d"
         ),
         Transfer("none", (), lambda s: 1.0, "no transfer (breaks invariance (i))"),
@@ -120,7 +183,9 @@ TRANSFERS: dict[str, Transfer] = {
 }
 
 
-def rho(kind: str, coordinates: Coordinates) -> float:
-    """``rho_k`` of transfer ``kind`` (NumPy), from the two metrics in ``coordinates``."""
+def rho(kind: str, coordinates: Coordinates, reanchor: bool = False) -> float:
+    """``rho_k`` of transfer ``kind`` (NumPy), from the two metrics in ``coordinates``
+    (and an anchored one's anchor; ``reanchor``: the anchor moves at this step)."""
     transfer = TRANSFERS[kind]
-    return transfer.rho({key: evaluate(key, coordinates) for key in transfer.needs})
+    sums: dict[str, Any] = {key: evaluate(key, coordinates) for key in transfer.needs}
+    return transfer.rho({**sums, REANCHOR: reanchor})

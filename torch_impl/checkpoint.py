@@ -34,7 +34,7 @@ from paramscale.torch_impl.foreach_rules import FOREACH
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 RULE_SLOTS = frozenset(k for k in plans.STATE_KEYS if k.startswith(keys.PREFIX))  # built-in rules'
 # the state entries shaped as their parameter, whatever the rule
-PARAM_SIZED = frozenset(plans.STATE_KEYS) - RULE_SLOTS | {keys.G0, keys.ALPHA, keys.X0}
+PARAM_SIZED = frozenset(plans.STATE_KEYS) - RULE_SLOTS | {keys.G0, keys.ALPHA, keys.X0, keys.ANCHOR}
 
 
 def state_dtype(p: torch.Tensor) -> torch.dtype:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from paramscale.theory.reductions import REDUCTIONS
-from paramscale.theory.transfer import HOST_STATISTICS, TRANSFERS
+from paramscale.theory.transfer import HOST_STATISTICS, REANCHOR, TRANSFERS
 from paramscale.torch_impl import distributed
 
 F64 = torch.float64
@@ -164,13 +164,19 @@ def with_host_statistics(glob: dict[str, Any], values: dict[str, float]) -> dict
     return values | dict(zip(HOST_STATISTICS, (values["alpha_max"], last), strict=True))
 
 
-def rho(transfer: str, values: dict[str, float]) -> float:
+def rho(transfer: str, values: dict[str, float], reanchor: bool = False) -> float:
     """rho_k of ``transfer`` from the fetched reductions (``theory.transfer``, the same
-    function as the NumPy reference); 1 where no tensor had an alpha_{k-1}."""
+    function as the NumPy reference; ``reanchor``: an anchored one's anchor moves now); 1
+    where no tensor had an alpha_{k-1}."""
     needs = TRANSFERS[transfer].needs
     if not all(key in values for key in needs):
         return 1.0
-    return TRANSFERS[transfer].rho({key: values[key] for key in needs})
+    return TRANSFERS[transfer].rho({**{key: values[key] for key in needs}, REANCHOR: reanchor})
+
+
+def anchored(rule: Any) -> bool:
+    """Whether the rule's transfer keeps an anchor (``theory.transfer``)."""
+    return TRANSFERS[rule.transfer].anchored
 
 
 def scalars(rule: Any, glob: dict[str, Any]) -> Any:
@@ -182,15 +188,19 @@ def scalars(rule: Any, glob: dict[str, Any]) -> Any:
 def host_step(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> dict[str, float]:
     """The new entries of ``state["global"]`` for this step, not stored (a step refused for
     a non-finite value must change nothing): ``rho``, ``lr`` (lam_k), ``amax`` and the
-    rule's scalars, moved to the new metric and stepped."""
+    rule's scalars, moved to the new metric and stepped; an anchored transfer's
+    ``reanchor``: whether the step raised the rule's estimate (settle may too)."""
     k = glob["k"]
     values = with_host_statistics(glob, values)
-    rho_k = rho(rule.transfer, values) if k > 0 and rule.transfer != "none" else 1.0
+    moving = k > 0 and rule.transfer != "none"
+    rho_k = rho(rule.transfer, values, glob.get(REANCHOR, False)) if moving else 1.0
     sc = scalars(rule, glob)
-    if k > 0 and rule.transfer != "none":
+    if moving:
         sc = rule.transfer_scalars(sc, rho_k)
-    lam, sc = rule.step(sc, {"k": k, **values})
-    new = {"rho": rho_k, "lr": lam, **sc._asdict()}
+    lam, stepped = rule.step(sc, {"k": k, **values})
+    new = {"rho": rho_k, "lr": lam, **stepped._asdict()}
+    if anchored(rule):
+        new[REANCHOR] = rule.raised(sc, stepped)
     if "alpha_max" in values:
         new["amax"] = values["alpha_max"]
     return new
@@ -201,8 +211,11 @@ def settle(rule: Any, glob: dict[str, Any], values: dict[str, float]) -> None:
     pending = glob.pop("pending")
     sums = {"k": pending["k"], "lr": pending["lr"], "rho": pending["rho"]}
     sums.update({key: values[key] for key in pending["parts"]})
-    sc, _ = rule.settle(scalars(rule, glob), sums)
+    before = scalars(rule, glob)
+    sc, _ = rule.settle(before, sums)
     glob.update(sc._asdict())
+    if anchored(rule):
+        glob[REANCHOR] = glob.get(REANCHOR, False) or rule.raised(before, sc)
 
 
 class NonFinite(FloatingPointError):

@@ -122,7 +122,7 @@ def _lists(
     xs = None
     if any("x" in REDUCTIONS[name].reads for name in names):
         xs = [p.detach().to(g.dtype) for p, g in zip(ps, gs, strict=True)]
-    return Lists(gs, alphas, None, xs, vec["x0"], vec["g0"], vec["s"])
+    return Lists(gs, alphas, None, xs, vec["x0"], vec["g0"], vec["s"], vec["anchor"])
 
 
 def _subset(lists: Lists, at: list[int]) -> Lists:
@@ -130,18 +130,27 @@ def _subset(lists: Lists, at: list[int]) -> Lists:
     return Lists(*(None if value is None else [value[i] for i in at] for value in lists))
 
 
+def last_alphas(rule: Any, states: list[dict], gs: Tensors) -> list[torch.Tensor | None]:
+    """alpha of each tensor's last step: kept (the foreach and per-tensor paths), else
+    from its rule state (a built-in rule on the fused path); None before its first step."""
+    todo = [i for i, st in enumerate(states) if keys.ALPHA not in st and st.get(keys.STEP, 0) > 0]
+    out = [st.get(keys.ALPHA) for st in states]
+    if todo and type(rule) in FOREACH:
+        sts = [states[i] for i in todo]
+        c = correction(rule, [st[keys.STEP] - 1 for st in sts])
+        for i, a in zip(todo, FOREACH[type(rule)].alpha(rule, c, sts, [gs[i] for i in todo]),
+                        strict=True):  # fmt: skip
+            out[i] = a
+    return out
+
+
 def derive_alpha(rule: Any, states: list[dict], gs: Tensors) -> None:
     """alpha at each tensor's last step, from its rule state, for tensors whose last steps
     ran on the fused path (which keeps no alpha); a fresh tensor (no update yet) is left
     without one."""
-    todo = [i for i, st in enumerate(states) if keys.ALPHA not in st and st.get(keys.STEP, 0) > 0]
-    if not todo or type(rule) not in FOREACH:
-        return
-    sts = [states[i] for i in todo]
-    c = correction(rule, [st[keys.STEP] - 1 for st in sts])
-    prev = FOREACH[type(rule)].alpha(rule, c, sts, [gs[i] for i in todo])
-    for st, a in zip(sts, prev, strict=True):
-        st[keys.ALPHA] = a
+    for st, a in zip(states, last_alphas(rule, states, gs), strict=True):
+        if a is not None:
+            st[keys.ALPHA] = a
 
 
 def counts_own_steps(rule: Any, g: torch.Tensor) -> bool:
@@ -228,4 +237,4 @@ def reduce_eagerly(names: tuple[str, ...], batch: Any, want: Any, alphas: Tensor
 
 
 __all__ = ["alphas_of", "apply", "counts_own_steps", "derive_alpha", "empty_like",
-           "reduce_eagerly"]  # fmt: skip
+           "last_alphas", "reduce_eagerly"]  # fmt: skip

@@ -186,6 +186,8 @@ class ParameterScaled(torch.optim.Optimizer):
             distributed.check_layout([g for b in batches for g in b.grads], device, self.sharded,
                                      self.process_group, self._mesh_group is not None,
                                      self.reduce_loss)  # fmt: skip
+        if host.anchored(rule):  # none kept (a checkpoint saved with another transfer)
+            keys.anchor(batches, every=False)
         want = want_of(rule, host.scalars(rule, glob), k, self._vectors())
         part: dict[str, Tensors] = {key: [] for key in want.step}  # every rank names each
         sweep = Sweep(batches, want, _adder(part), self._plans, checkpoint.state_dtype,
@@ -209,6 +211,8 @@ class ParameterScaled(torch.optim.Optimizer):
             if self.skip_nonfinite:
                 return self._skipped("a non-finite step size", loss)
             raise FloatingPointError(host.blown_up(k, new, rule.advice, overflow))
+        if glob.get(host.REANCHOR):  # the rule raised its estimate at the last step
+            keys.anchor(batches, every=True)
         glob.update(new, skip_run=0)
         for b, lam in zip(batches, lams, strict=True):
             b.group["effective_lr"] = lam  # the step this group took
@@ -217,6 +221,8 @@ class ParameterScaled(torch.optim.Optimizer):
         moved: dict[str, Tensors] = {}
         if batches:
             run.move(sweep, Move(staged, lams, new["rho"], _adder(moved)))  # 4.
+            if host.anchored(rule):  # a tensor's first anchor: the metric it stepped in
+                keys.anchor(batches, every=False)
         if want.move or want.moved:  # read at the next synchronisation
             top = max(g["lr"] for g in self.param_groups)  # the same on every rank
             glob["pending"] = host.pending(want, moved, k, new["lr"], new["rho"], top)

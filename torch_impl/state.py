@@ -8,6 +8,7 @@
     alpha            alpha_{k-1}, kept by the foreach and per-tensor paths (the fused paths
                      derive it from the rule state)
     s, x0, g0        the step rule's vector state (``theory.reductions.VECTORS``)
+    anchor           an anchored transfer's metric (``theory.transfer``)
     m                the first moment of the direction (``first_moment``)
     z                the iterate the step moves (momentum's averaging, low-precision masters)
 
@@ -25,8 +26,8 @@ STEP = "scaling.k"  # built-in rules (Moments): the tensor's own step count
 SECOND = "scaling.v"  # the second moment (AdaGrad: the accumulator)
 THIRD = "scaling.m"  # AMSGrad's running max (LAMB's first moment)
 ALPHA = "alpha"
-S, X0, G0, M, Z = "s", "x0", "g0", "m", "z"
-VECTORS = (S, X0, G0)  # theory.reductions.VECTORS, by the names above
+S, X0, G0, M, Z, ANCHOR = "s", "x0", "g0", "m", "z", "anchor"
+VECTORS = (S, X0, G0, ANCHOR)  # theory.reductions.VECTORS, by the names above
 PREFIX = "scaling"
 
 
@@ -90,6 +91,24 @@ def capture(names: frozenset[str], states: list[dict], grads: list[torch.Tensor]
     if G0 in names:
         for st, g in zip(states, grads, strict=True):
             st[G0] = g.clone()
+
+
+def anchor(batches: list, every: bool) -> None:
+    """An anchored transfer's anchor (``theory.transfer``) set to alpha of each tensor's
+    last step: in every tensor (``every``: the rule raised its estimate at the last step;
+    before the move, so alpha_{k-1}), else in those that have none yet (after the move: the
+    metric of a tensor's first step)."""
+    from paramscale.torch_impl.multi_tensor import last_alphas
+
+    for group, _, gs, states in batches:
+        todo = [i for i, st in enumerate(states) if every or ANCHOR not in st]
+        if not todo:
+            continue
+        sts = [states[i] for i in todo]
+        for st, a in zip(sts, last_alphas(group["scaling"], sts, [gs[i] for i in todo]),
+                         strict=True):  # fmt: skip
+            if a is not None:  # a tensor at its first step has no alpha_{k-1}
+                st[ANCHOR] = a.clone()
 
 
 def collect(param_groups: list[dict], state: Any, vectors: frozenset[str]) -> list:

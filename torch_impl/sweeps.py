@@ -177,6 +177,7 @@ class Lists(NamedTuple):
     x0: Tensors | None = None
     g0: Tensors | None = None
     s: Tensors | None = None
+    anchor: Tensors | None = None
 
 
 def _field(name: str, lists: Lists) -> Tensors:
@@ -239,10 +240,10 @@ def dot(a: Tensors, b: Tensors) -> torch.Tensor:
 def vectors_of(states: list[dict], want: Want, gs: Tensors) -> dict[str, Tensors | None]:
     """The vector state of a chunk's tensors by name (None where not kept), the gradients
     as g_0 at a step that captures it."""
-    vec = {key: None for key in ("x0", "g0", "s")}
+    vec = {key: None for key in ("x0", "g0", "s", "anchor")}
     for key in vec:
         if key in want.capture:
             vec[key] = gs
         elif key in want.vectors:
-            vec[key] = [st[key] for st in states]
+            vec[key] = [st.get(key) for st in states]  # anchor: None before a tensor's first
     return vec
