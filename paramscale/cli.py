@@ -88,6 +88,8 @@ def _check(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(res.as_dict(), indent=1, default=str))
         return 0 if res.holds or CLAIMS[case.claim].kind == "conjecture" else 1
+    if args.pep:
+        return _check_pep(args)
     if args.search:
         if args.search not in CLAIMS:
             print(
@@ -213,6 +215,29 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_pep(args: argparse.Namespace) -> int:
+    from paramscale.figures.plots import write_csv
+    from paramscale.proofs_check import pep
+
+    claims = tuple(args.claims.split(",")) if args.claims else None
+    unknown = [c for c in claims or () if c not in pep.PEP_CLAIMS]
+    if unknown:
+        print(f"paramscale check --pep: unknown claim(s) {unknown}; with a fixed-metric form: "
+              f"{list(pep.PEP_CLAIMS)}", file=sys.stderr)  # fmt: skip
+        return 2
+    n_max = 4 if args.quick else 8
+    t0 = time.perf_counter()
+    print(f"certified worst cases (PEPit, {pep.SOLVER}), N = 1..{n_max}", file=sys.stderr)
+    say = None if args.no_progress else lambda m: print(m, file=sys.stderr, flush=True)
+    table = pep.rows(claims, n_max, progress=say)
+    print(pep.format_table(table))
+    write_csv([r.as_dict() for r in table], Path(args.pep_csv))
+    failed = [r for r in table if not r.holds]
+    print(f"wrote {args.pep_csv}; {len(table)} SDPs, {len(failed)} failed, "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from paramscale.figures import plots
     from paramscale.loading import RuleInputError
@@ -232,6 +257,7 @@ def _plot(args: argparse.Namespace) -> int:
         progress=lambda m: print(m, file=sys.stderr, flush=True),
         problems=problems,
         rules=rules,
+        pep=args.pep,
     )
     for path in written:
         print(path)
@@ -428,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "check",
         help="check the paper's convergence claims on the synthetic suite",
-        description="Evaluate every applicable claim of docs/spec.md section 4 (A1-A6, B1-B5, "
+        description="Evaluate every applicable claim of docs/spec.md section 4 (A1-A6, B1-B6, "
         "C1, C2, "
         "L1) on the default suite and print a table (claim x family: checks that hold / "
         "worst relative margin / median tightness = bound/observed). Exit status 1 when a "
@@ -446,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="search for a counterexample to CLAIM with hypothesis instead",
     )
     c.add_argument("--examples", type=int, default=200, help="examples for --search")
+    c.add_argument(
+        "--pep", action="store_true",
+        help="certified worst cases (PEPit) of the claims with a fixed-metric form, N = 1..8 "
+        "(--quick: 1..4), against their bounds; CSV at --pep-csv",
+    )  # fmt: skip
+    c.add_argument("--pep-csv", default="reports/pep.csv", help="the --pep CSV path")
     _add_user_inputs(c)
     c.add_argument("--case", default="", metavar="JSON", help="re-run one case printed by --search")
     c.set_defaults(func=_check)
@@ -500,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="figures/out", help="output folder (default figures/out)")
     pl.add_argument("--iters", type=int, default=300, help="steps per run (default 300)")
     pl.add_argument("--quick", action="store_true", help="three problems, 60 steps")
+    pl.add_argument(
+        "--pep", action="store_true",
+        help="also the certified worst cases (PEPit) against the claims' bounds, per N",
+    )  # fmt: skip
     pl.add_argument(
         "--problem", action="append", default=[], metavar="MODULE:ATTR",
         help="a user's problem(s) instead of the default suite (see compare --problem); "
