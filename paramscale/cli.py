@@ -395,6 +395,15 @@ def _study(args: argparse.Namespace) -> int:
         return 2
     t0 = time.perf_counter()
     args.out = args.out or f"reports/study/{args.which}"
+    if args.which == "eg":
+        from paramscale import study_eg
+
+        table = study_eg.run(Path(args.out), net_seeds or [0, 1, 2], args.jobs or os.cpu_count()
+                             or 1, tasks, args.steps or None, not args.no_progress)  # fmt: skip
+        print(table)
+        print(f"wrote {args.out}/eg.csv, table.txt, eg_study.png")
+        print(f"done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return 0
     table = study.run(
         Path(args.out), seeds, net_seeds, args.jobs or os.cpu_count() or 1, tasks,
         args.steps or None, not args.no_progress, args.which,
@@ -599,14 +608,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser(
         "study",
-        help="the PS-DA-SGD study its default is chosen from",
+        help="the studies the defaults are chosen from (PS-DA-SGD, PS-SPS, EG)",
         description="Every PS-DA-SGD variant (metric transfer, normaliser, ablations) on the "
         "convex suite (NumPy, 400 steps) and on the paramscale train --quick tasks: "
         "divergence, final gap against D-Adapt SGD, test metric against tuned Adam, and the "
         "estimated step against the best constant step of the same update. CSVs, a table "
         "and a figure.",
     )
-    st.add_argument("which", choices=["ps-dadapt", "ps-sps"], help="the study to run")
+    st.add_argument("which", choices=["ps-dadapt", "ps-sps", "eg"], help="the study to run (eg: "
+                    "the EG step-size adaptation's exponents from 10x below and above the best "
+                    "Adam rate; --net-seeds are its seeds, --seeds is unused)")  # fmt: skip
     st.add_argument("--seeds", default="5", help="convex suite seeds: a count or a list")
     st.add_argument("--net-seeds", default="3", help="network seeds: a count, a list, or 0")
     st.add_argument("--tasks", default="", help="comma-separated train tasks (default: all)")

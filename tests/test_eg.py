@@ -24,7 +24,11 @@ STEPS = 150
     [
         {"base": "adam", "lr": 1e-2, "mu": 0.0, "gamma_p": 0.05, "gamma_s": 0.05},
         {"base": "sgd", "lr": 0.02, "mu": 0.9, "gamma_p": 0.01, "gamma_s": 0.01},
+        {"base": "adam", "lr": 1e-2, "mu": 0.0, "exponent": "cosine"},
+        {"base": "adam", "lr": 1e-2, "mu": 0.0, "exponent": "normalised"},
+        {"base": "sgd", "lr": 0.02, "mu": 0.9, "exponent": "normalised"},
     ],
+    ids=["adam-raw", "sgd-raw", "adam-cosine", "adam-normalised", "sgd-normalised"],
 )
 def test_torch_equals_the_numpy_reference(problem, hyper):
     p = PROBLEMS[problem]()
@@ -78,3 +82,33 @@ def test_an_overflowing_scale_is_refused_and_changes_nothing():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         T.EGStepSize([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+class Scaled:
+    """``problem`` with its loss multiplied by ``c`` (gradients too)."""
+
+    def __init__(self, problem, c):
+        self.problem, self.c = problem, c
+        self.n, self.m, self.x0, self.name = problem.n, problem.m, problem.x0, problem.name
+
+    def f(self, x, idx=None):
+        return self.c * self.problem.f(x, idx)
+
+    def grad(self, x, idx=None):
+        return self.c * self.problem.grad(x, idx)
+
+
+@pytest.mark.parametrize("exponent", ["raw", "cosine", "normalised"])
+def test_the_scale_free_exponents_do_not_depend_on_the_loss_scale(exponent):
+    """Over Adam's direction (itself invariant, but for eps) the cosine and normalised
+    exponents move the scale and the gains alike for f and 10 f; the raw ones, whose
+    exponents grow as the square of the gradient, do not (at 1e3 f they overflow)."""
+    p = PROBLEMS["lad"]()
+    make = O.eg_stepsize(lr=1e-2, mu=0.0, base="adam", exponent=exponent, eps=1e-14)
+    a = theory.run(make, p, iters=STEPS).lr
+    b = theory.run(make, Scaled(p, 10.0), iters=STEPS).lr
+    if exponent == "raw":
+        assert max_rel_dev(a, b) > 1e-2
+    else:
+        assert max_rel_dev(a, b) <= 1e-8
+        assert np.ptp(np.log(a)) > 0.05  # and the scale moved

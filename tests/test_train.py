@@ -302,3 +302,20 @@ def test_validate_rule_train_runs_the_quick_benchmark(monkeypatch, tmp_path, cap
     out = capsys.readouterr().out
     assert "training table:" in out and "amsgrad (best lr" in out
     assert (tmp_path / "train" / "train.csv").exists()
+
+
+def test_the_shift_task_changes_the_inputs_halfway():
+    """digits-mlp-shift: the same labels, the pixels permuted from step steps // 2 on (train
+    and test alike), so a model that learnt the first half loses its test accuracy."""
+    from paramscale.train.tasks import permuted_pixels
+
+    data = TASKS["digits-mlp-shift"].data(0)
+    moved = permuted_pixels(data)
+    assert torch.equal(moved.y_test, data.y_test)
+    assert torch.equal(moved.x_test.sort(dim=1).values, data.x_test.sort(dim=1).values)
+    assert not torch.equal(moved.x_test, data.x_test)
+    rows = train.benchmark(["digits-mlp-shift"], ["adam[lr=0.01]"], [0], steps=40)
+    metric = {r["step"]: r["test_metric"] for r in rows}
+    before = max(s for s in metric if s <= 20)
+    after = min(s for s in metric if s > 20)
+    assert metric[before] > 0.6 and metric[after] < metric[before] - 0.2

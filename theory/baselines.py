@@ -473,6 +473,28 @@ class EGState(NamedTuple):
     m: np.ndarray
     h: np.ndarray
     v: np.ndarray
+    q: float = 0.0  # the EMA of ||g||**2 (exponent="normalised")
+
+
+EG_EXPONENTS = ("raw", "cosine", "normalised")
+
+
+def eg_exponents(
+    kind: str, m: Any, g: Any, v_hat: Any, hg: float, h_norm: float, g_norm: float, q_hat: float
+) -> tuple[Any, float]:
+    """The gains' and the scale's EG exponents (before gamma_p, gamma_s), written once for
+    NumPy and torch (docs/spec.md, "EG step-size adaptation"): ``raw`` m_{k-1} g_k and
+    <h_{k-1}, g_k>; ``cosine`` sign(m_{k-1} g_k) (each coordinate's cosine) and
+    cos(h_{k-1}, g_k); ``normalised`` m_{k-1} g_k / vhat_k and <h_{k-1}, g_k> / (||h_{k-1}||
+    sqrt(qhat_k)), by running second moments. A zero norm gives a zero exponent."""
+    if kind == "raw":
+        return m * g, hg
+    if kind == "cosine":
+        scale = hg / (h_norm * g_norm) if h_norm * g_norm > 0 else 0.0
+        return (m * g).sign() if hasattr(m, "sign") else np.sign(m * g), scale
+    denom = h_norm * math.sqrt(q_hat)
+    scale = hg / denom if denom > 0 else 0.0
+    return m * g / (v_hat + 1e-30), scale
 
 
 @dataclass(frozen=True)
@@ -506,6 +528,7 @@ class eg_stepsize:
     base: str = "sgd"
     beta2: float = 0.999
     eps: float = 1e-8
+    exponent: str = "raw"
     name: str = "eg_stepsize"
 
     def __post_init__(self) -> None:
@@ -515,6 +538,7 @@ class eg_stepsize:
         check.non_negative("gamma_p", self.gamma_p)
         check.non_negative("gamma_s", self.gamma_s)
         check.choice("base", self.base, ("sgd", "adam"))
+        check.choice("exponent", self.exponent, EG_EXPONENTS)
         check.unit_interval("beta2", self.beta2)
         check.positive("eps", self.eps)
 
@@ -524,21 +548,26 @@ class eg_stepsize:
 
     def step(self, state: EGState, x: np.ndarray, loss: Any, grad: Any):
         g = _grad(grad, x, state.k)
+        n = state.k + 1
+        v = self.beta2 * state.v + (1 - self.beta2) * g * g
+        q = self.beta2 * state.q + (1 - self.beta2) * float(g @ g)
+        c2 = 1 - self.beta2**n
+        e_p, e_s = eg_exponents(
+            self.exponent, state.m, g, v / c2, float(state.h @ g), float(np.linalg.norm(state.h)),
+            float(np.linalg.norm(g)), q / c2,
+        )  # fmt: skip
         with np.errstate(over="ignore"):
-            p = state.p * np.exp(self.gamma_p * state.m * g)
-            s = state.s * float(np.exp(self.gamma_s * float(state.h @ g)))
+            p = state.p * np.exp(self.gamma_p * e_p)
+            s = state.s * float(np.exp(self.gamma_s * e_s))
         if not (math.isfinite(s) and np.all(np.isfinite(p))):
             raise FloatingPointError(
                 f"EG step size overflowed at step {state.k}: step refused (diverged)"
             )
         m = state.m + (1 - self.beta1) * (g - state.m)  # torch's lerp form
-        v = state.v
         if self.base == "sgd":
             u = g
         else:  # Adam's direction, bias-corrected as torch.optim.Adam
-            v = self.beta2 * state.v + (1 - self.beta2) * g * g
-            n = state.k + 1
-            u = (m / (1 - self.beta1**n)) / (np.sqrt(v) / math.sqrt(1 - self.beta2**n) + self.eps)
+            u = (m / (1 - self.beta1**n)) / (np.sqrt(v) / math.sqrt(c2) + self.eps)
         h = self.mu * state.h + self.lr * (p * u)
-        new = EGState(state.k + 1, p, s, m, h, v)
+        new = EGState(state.k + 1, p, s, m, h, v, q)
         return x - s * h, new, {"lr": s * self.lr, "min_gain": float(np.min(p))}

@@ -146,6 +146,8 @@ def _train(
     model.train()
     log(0)
     for k in range(job.steps):
+        if task.shift is not None and k == job.steps // 2:  # the distribution shifts
+            data = task.shift(data)
         idx = batches[k].to(job.device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)

@@ -51,6 +51,7 @@ class Task:
     per_token: bool = False  # outputs (batch, length, classes): token accuracy
     cost: float = 1.0  # relative time of a step (runs are scheduled costliest first)
     eval_train: int | None = None  # the logged train loss is on this many first examples
+    shift: Callable[[Data], Data] | None = None  # the data from half the steps on
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.per_token:
@@ -85,6 +86,16 @@ def _digits_data(seed: int, image: bool) -> Data:
     shape = (-1, 1, 8, 8) if image else (-1, 64)
     t = torch.from_numpy
     return Data(t(x[tr]).reshape(shape), t(y[tr]), t(x[te]).reshape(shape), t(y[te]))
+
+
+SHIFT_SEED = 1234  # the pixel permutation of the shift task, the same for every seed
+
+
+def permuted_pixels(data: Data) -> Data:
+    """The digits with their 64 pixels permuted (one fixed permutation, train and test):
+    the same labels, a new input distribution (the shift task's second half)."""
+    order = torch.from_numpy(np.random.default_rng(SHIFT_SEED).permutation(64))
+    return Data(data.x_train[:, order], data.y_train, data.x_test[:, order], data.y_test)
 
 
 def digits_mlp() -> nn.Module:
@@ -292,6 +303,16 @@ TASKS: dict[str, Task] = {
             digits_mlp_zero_head,
             (300, 1000),
             64,
+        ),
+        Task(
+            "digits-mlp-shift",
+            "the digits MLP whose input pixels are permuted (one fixed permutation) halfway "
+            "through; after the shift the test metric is on the permuted images",
+            lambda s: _digits_data(s, image=False),
+            digits_mlp,
+            (300, 1000),
+            64,
+            shift=permuted_pixels,
         ),
         Task(
             "zipf-embedding",
