@@ -21,6 +21,15 @@ from typing import Any
 from paramscale.theory.baselines import EG_EXPONENTS
 
 FACTORS = (0.1, 10.0)  # the base rate over the best tuned Adam rate
+CANDIDATES = tuple(f"exponent={e}" for e in EG_EXPONENTS) + (
+    "exponent=cosine,gamma_s=0.1",
+    "exponent=normalised,gamma_s=0.1",
+)  # EGAdam options besides lr (gamma_s = gamma_p = 0.01 unless given)
+
+
+def candidate(method: str) -> str:
+    """``EGAdam[lr=X,<options>]`` -> ``<options>``."""
+    return method.partition(",")[2].rstrip("]")
 
 
 def _best_adam(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -33,7 +42,7 @@ def _best_adam(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def specs(rate: float) -> list[str]:
     """Adam and every candidate at one base rate (train method specs)."""
-    return [f"adam[lr={rate:.4g}]"] + [f"EGAdam[lr={rate:.4g},exponent={e}]" for e in EG_EXPONENTS]
+    return [f"adam[lr={rate:.4g}]"] + [f"EGAdam[lr={rate:.4g},{c}]" for c in CANDIDATES]
 
 
 def run_rows(tasks: list[str], seeds: list[int], workers: int, steps: int | None,
@@ -51,7 +60,7 @@ def run_rows(tasks: list[str], seeds: list[int], workers: int, steps: int | None
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any]]:
-    """Per (exponent, factor): the tasks' points from the best tuned Adam, points over Adam
+    """Per (candidate, factor): the tasks' points from the best tuned Adam, points over Adam
     at the same rate, and final scale (median over seeds of the final lr / the base)."""
     from paramscale.train import report
 
@@ -63,7 +72,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any
             continue
         base = float(s.method.split("lr=")[1].split(",")[0])
         factor = min(FACTORS, key=lambda f: abs(math.log(base / (f * best[s.task].grid_lr))))
-        exponent = s.method.split("exponent=")[1].rstrip("]")
+        exponent = candidate(s.method)
         adam = next(a for a in summaries if a.task == s.task and a.method == f"adam[lr={base:.4g}]")
         entry = out.setdefault((exponent, factor), {"tasks": {}})
         entry["tasks"][s.task] = {
@@ -82,7 +91,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any
 
 def format_table(table: dict[tuple[str, float], dict[str, Any]]) -> str:
     tasks = list(dict.fromkeys(t for e in table.values() for t in e["tasks"]))
-    head = f"{'exponent':<11} {'start':>6} " + " ".join(f"{t[:14]:>16}" for t in tasks)
+    head = f"{'candidate':<32} {'start':>6} " + " ".join(f"{t[:14]:>16}" for t in tasks)
     head += f" {'within 2':>8} {'moved 2x':>8} {'vs Adam':>8}"
     lines = [head, "-" * len(head)]
     for (exponent, factor), e in sorted(table.items()):
@@ -91,7 +100,7 @@ def format_table(table: dict[tuple[str, float], dict[str, Any]]) -> str:
             else f"{'':>16}" for t in tasks
         )  # fmt: skip
         lines.append(
-            f"{exponent:<11} {f'{factor:g}x':>6} {cells} {e['within_2']:>8} {e['moved_2x']:>8} "
+            f"{exponent:<32} {f'{factor:g}x':>6} {cells} {e['within_2']:>8} {e['moved_2x']:>8} "
             f"{e['mean_vs_same_rate']:>+8.1f}"
         )
     lines.append(
@@ -116,10 +125,10 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                                 if r["task"] == task and r["family"] == "EGAdam")  # fmt: skip
         for method in methods:
             base = float(method.split("lr=")[1].split(",")[0])
-            exponent = method.split("exponent=")[1].rstrip("]")
+            exponent = candidate(method)
             mine = [r for r in rows if r["task"] == task and r["method"] == method
                     and r["seed"] == min(x["seed"] for x in rows) and r["step"] > 0]  # fmt: skip
-            colour = PALETTE[EG_EXPONENTS.index(exponent) % len(PALETTE)]
+            colour = PALETTE[CANDIDATES.index(exponent) % len(PALETTE)]
             low = base < statistics.median(float(m.split("lr=")[1].split(",")[0]) for m in methods)
             ax.plot([r["step"] for r in mine], [r["effective_lr"] / base for r in mine],
                     color=colour, ls="-" if low else "--",

@@ -80,8 +80,10 @@ def _lipschitz_pep() -> tuple[Any, Any, Any, Any]:
     return problem, f, xs, f(xs)
 
 
-def _subgradient(n: int, eta: float) -> tuple[Any, list[Any]]:
-    """n steps of x_{k+1} = x_k - eta g_k; metric min_k h_k."""
+def _steps(n: int, step: float, polyak_c: float | None = None) -> tuple[Any, list[Any]]:
+    """n steps x_{k+1} = x_k - step g_k from ||x_0 - x*|| <= 1; metric min_k h_k. With
+    ``polyak_c``: Polyak steps h_k / (c ||g_k||**2) that all have length ``step``, i.e.
+    h_k = c step ||g_k||**2, a linear constraint once the length is fixed."""
     problem, f, xs, fs = _lipschitz_pep()
     x = problem.set_initial_point()
     problem.set_initial_condition((x - xs) ** 2 <= 1)
@@ -91,24 +93,9 @@ def _subgradient(n: int, eta: float) -> tuple[Any, list[Any]]:
         gaps.append(fx - fs)
         problem.set_performance_metric(fx - fs)
         if k < n:
-            x = x - eta * g
-    return problem, gaps
-
-
-def _polyak(n: int, gamma: float, c: float) -> tuple[Any, list[Any]]:
-    """n Polyak steps x_{k+1} = x_k - h_k / (c ||g_k||**2) g_k, each of length gamma:
-    h_k = c gamma ||g_k||**2, a linear constraint once gamma is fixed."""
-    problem, f, xs, fs = _lipschitz_pep()
-    x = problem.set_initial_point()
-    problem.set_initial_condition((x - xs) ** 2 <= 1)
-    gaps = []
-    for k in range(n + 1):
-        g, fx = f.oracle(x)
-        gaps.append(fx - fs)
-        problem.set_performance_metric(fx - fs)
-        if k < n:
-            problem.add_constraint(fx - fs == c * gamma * g**2)
-            x = x - gamma * g
+            if polyak_c is not None:
+                problem.add_constraint(fx - fs == polyak_c * step * g**2)
+            x = x - step * g
     return problem, gaps
 
 
@@ -153,21 +140,21 @@ PEP_CLAIMS: dict[str, PepClaim] = {
         PepClaim(
             "C2",
             "subgradient method, eta = D/(G sqrt(N+1)): min h_k <= D G / sqrt(N+1)",
-            _subgradient,
+            _steps,
             lambda n, eta: 1 / math.sqrt(n + 1),
             _c2_eta,
         ),
         PepClaim(
             "C1",
             "SPS, c = 1: min h_k <= D G / sqrt(N+1)",
-            lambda n, gam: _polyak(n, gam, 1.0),
+            lambda n, gam: _steps(n, gam, 1.0),
             lambda n, gam: 1 / math.sqrt(n + 1),
             lambda n: POLYAK_GRID,
         ),
         PepClaim(
             "A5",
             f"PS-SPS, c = {SPS_C}, frozen metric: min h_k <= D G / sqrt(kappa (N+1))",
-            lambda n, gam: _polyak(n, gam, SPS_C),
+            lambda n, gam: _steps(n, gam, SPS_C),
             lambda n, gam: 1 / math.sqrt(kappa(SPS_C) * (n + 1)),
             lambda n: POLYAK_GRID,
         ),
@@ -182,7 +169,7 @@ PEP_CLAIMS: dict[str, PepClaim] = {
         PepClaim(
             "L1",
             "Nesterov's lower bound G D / (2 (2 + sqrt(N+1))) <= worst case (C2's method)",
-            _subgradient,
+            _steps,
             lambda n, eta: 1 / (2 * (2 + math.sqrt(n + 1))),
             _c2_eta,
             lower=True,

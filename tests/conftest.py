@@ -40,10 +40,28 @@ def _compiles(item: pytest.Item) -> bool:
     )
 
 
+# the files that take longest, longest first (measured on 2 cores, a fresh clone): the
+# test runner hands whole files to its two workers in collection order
+# (scripts/test: --dist loadfile --no-loadscope-reorder), so that no long file starts last
+LONGEST_FIRST = (
+    "test_torch_fused.py",
+    "test_torch_conformance.py",
+    "test_docs.py",
+    "test_torch_engines.py",
+    "test_triton_interpreter.py",
+    "test_torch_optimizer.py",
+    "test_torch_distributed.py",
+    "test_train.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``compiles`` on every test that builds kernels: scripts/test's second run, under
+    """The files in ``LONGEST_FIRST`` order, then the others as collected; ``compiles`` on
+    every test that builds kernels: scripts/test's second run, under
     ATEN_CPU_CAPABILITY=default (ATen's scalar kernels), deselects them, since inductor
     writes its own vector code and its cache does not key on that variable."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
     for item in items:
         if _compiles(item):
             item.add_marker(pytest.mark.compiles)

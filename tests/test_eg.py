@@ -22,11 +22,18 @@ STEPS = 150
 @pytest.mark.parametrize(
     "hyper",
     [
-        {"base": "adam", "lr": 1e-2, "mu": 0.0, "gamma_p": 0.05, "gamma_s": 0.05},
-        {"base": "sgd", "lr": 0.02, "mu": 0.9, "gamma_p": 0.01, "gamma_s": 0.01},
-        {"base": "adam", "lr": 1e-2, "mu": 0.0, "exponent": "cosine"},
-        {"base": "adam", "lr": 1e-2, "mu": 0.0, "exponent": "normalised"},
-        {"base": "sgd", "lr": 0.02, "mu": 0.9, "exponent": "normalised"},
+        {
+            "base": "adam",
+            "lr": 1e-2,
+            "mu": 0.0,
+            "gamma_p": 0.05,
+            "gamma_s": 0.05,
+            "exponent": "raw",
+        },
+        {"base": "sgd", "lr": 0.02, "mu": 0.9, "gamma_p": 0.01, "gamma_s": 0.01, "exponent": "raw"},
+        {"base": "adam", "lr": 1e-2, "mu": 0.0, "gamma_s": 0.1, "exponent": "cosine"},
+        {"base": "adam", "lr": 1e-2, "mu": 0.0, "gamma_s": 0.1, "exponent": "normalised"},
+        {"base": "sgd", "lr": 0.02, "mu": 0.9, "gamma_s": 0.01, "exponent": "normalised"},
     ],
     ids=["adam-raw", "sgd-raw", "adam-cosine", "adam-normalised", "sgd-normalised"],
 )

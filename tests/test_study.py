@@ -44,7 +44,7 @@ def test_a_shortened_eg_study_writes_its_csv_table_and_figure(tmp_path, capsys):
         assert (tmp_path / name).exists()
     rows = runner.read_csv(tmp_path / "eg.csv")
     table = study_eg.summary(rows)
-    assert set(table) == {(e, f) for e in study_eg.EG_EXPONENTS for f in study_eg.FACTORS}
+    assert set(table) == {(c, f) for c in study_eg.CANDIDATES for f in study_eg.FACTORS}
     best = max((r for r in rows if r["family"] == "adam" and r["grid_lr"]),
                key=lambda r: r["test_metric"] if r["step"] == 8 else -1)  # fmt: skip
     assert best["grid_lr"] > 0

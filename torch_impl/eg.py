@@ -33,7 +33,9 @@ class EGStepSize(torch.optim.Optimizer):
     Args: ``lr`` (the base step, a group value), ``mu``, ``beta1``, ``gamma_p``,
     ``gamma_s``, ``base``, ``beta2``, ``eps``, ``exponent`` (``"raw"``, ``"cosine"``,
     ``"normalised"``: ``theory.baselines.eg_exponents``): as
-    ``theory.baselines.eg_stepsize``, which checks them. ``stats()`` returns ``k``,
+    ``theory.baselines.eg_stepsize``, which checks them. The defaults, ``exponent="cosine"``
+    and ``gamma_s=0.1``, are ``paramscale study eg``'s (docs/findings.md); the reference's
+    are the survey's raw exponents. ``stats()`` returns ``k``,
     ``scale`` (s_k), ``q`` and ``lr`` (s_k times the first group's lr, the effective
     step)."""
 
@@ -44,11 +46,11 @@ class EGStepSize(torch.optim.Optimizer):
         mu: float | None = None,
         beta1: float = 0.9,
         gamma_p: float = 0.01,
-        gamma_s: float = 0.01,
+        gamma_s: float = 0.1,
         base: str = "adam",
         beta2: float = 0.999,
         eps: float = 1e-8,
-        exponent: str = "raw",
+        exponent: str = "cosine",
     ) -> None:
         mu = (0.0 if base == "adam" else 0.9) if mu is None else mu
         rule = eg_stepsize(lr, mu, beta1, gamma_p, gamma_s, base, beta2, eps, exponent)
