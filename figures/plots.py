@@ -459,43 +459,6 @@ def rule_grid_plot(rows: Rows, out: Path) -> list[Path]:
 # -- all of them ---------------------------------------------------------------------------
 
 
-# -- 6. certified worst cases (PEP) ----------------------------------------------------------
-def pep_data(n_max: int) -> Rows:
-    """``proofs_check.pep``'s rows: each claim's bound and its PEP worst case, N = 1..n_max."""
-    from paramscale.proofs_check import pep
-
-    return [r.as_dict() for r in pep.rows(n_max=n_max)]
-
-
-def pep_plot(rows: Rows, out: Path) -> list[Path]:
-    """Per claim with N steps: the bound (dashed) and the largest certified worst case over
-    its grid (solid) against N; D = G = 1. A lower bound (L1) is drawn without its worst
-    case, which is another claim's (C2's method)."""
-    from paramscale.proofs_check.pep import PEP_CLAIMS
-
-    plt = pyplot()
-    claims = [c for c in dict.fromkeys(r["claim"] for r in rows)
-              if len({r["n"] for r in rows if r["claim"] == c}) > 1]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, claim in enumerate(claims):
-        mine = [r for r in rows if r["claim"] == claim and r["status"] == "optimal"]
-        ns = sorted({r["n"] for r in mine})
-        worst = [max(r["worst_case"] for r in mine if r["n"] == n) for n in ns]
-        bound = [next(r["bound"] for r in mine if r["n"] == n) for n in ns]
-        colour = PALETTE[i % len(PALETTE)]
-        lower = claim in PEP_CLAIMS and PEP_CLAIMS[claim].lower
-        if not lower:
-            ax.plot(ns, worst, color=colour, marker="o", lw=1.4, label=f"{claim}: worst case (PEP)")
-        ax.plot(ns, bound, color=colour, ls=":" if lower else "--", lw=1.2,
-                label=f"{claim}: {'lower bound' if lower else 'bound'}")  # fmt: skip
-    ax.set_xlabel("steps N")
-    ax.set_ylabel("min_k f(x_k) - f*   (D = G = 1)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=6.5, frameon=False, ncol=2)
-    ax.grid(alpha=0.3)
-    return save_figure(fig, out, "pep_worst_cases")
-
-
 def make_all(
     out: Path,
     iters: int = 300,
@@ -545,6 +508,8 @@ def make_all(
         ),
     ]
     if pep:
+        from paramscale.figures.pep import pep_data, pep_plot
+
         jobs.append(("pep_worst_cases", lambda: pep_data(4 if quick else 8), pep_plot))
     for name, data, plot in jobs:
         progress(f"  {name}")

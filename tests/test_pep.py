@@ -65,3 +65,13 @@ def test_cli_check_pep(tmp_path, capsys):
     assert main(argv) == 0
     assert "C2" in capsys.readouterr().out and out.read_text().startswith("claim,n,param")
     assert main(["check", "--pep", "--claims", "B6"]) == 2  # no fixed-metric form
+
+
+def test_plot_pep_draws_bound_and_worst_case_from_the_csv(tmp_path):
+    from paramscale.figures.pep import pep_plot
+    from paramscale.figures.plots import read_csv, write_csv
+
+    write_csv([r.as_dict() for r in pep.rows(("C2", "L1"), n_max=2)], tmp_path / "pep.csv")
+    paths = pep_plot(read_csv(tmp_path / "pep.csv"), tmp_path)
+    assert [p.name for p in paths] == ["pep_worst_cases.png", "pep_worst_cases.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
