@@ -47,6 +47,7 @@ LONGEST_FIRST = (
     "test_torch_fused.py",
     "test_torch_conformance.py",
     "test_docs.py",
+    "test_portability.py",
     "test_torch_engines.py",
     "test_triton_interpreter.py",
     "test_torch_optimizer.py",
@@ -57,9 +58,9 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The files in ``LONGEST_FIRST`` order, then the others as collected; ``compiles`` on
-    every test that builds kernels: scripts/test's second run, under
-    ATEN_CPU_CAPABILITY=default (ATen's scalar kernels), deselects them, since inductor
-    writes its own vector code and its cache does not key on that variable."""
+    every test that builds kernels: tests/test_portability.py's second run of the torch
+    tests, under ATEN_CPU_CAPABILITY=default (ATen's scalar kernels), deselects them, since
+    inductor writes its own vector code and its cache does not key on that variable."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
     for item in items:

@@ -143,11 +143,16 @@ def _engine_run(engine: str, config: str, rank: int) -> dict:
     return {"moved": end - start, **estimates}
 
 
-def _worker(rank: int, port: int, engine: str, out: str) -> None:
+def _worker(rank: int, port: int, engines: tuple[str, ...], out: str) -> None:
+    """Every engine of ``engines`` in turn on one process group (a spawn and a group per
+    engine would cost more than the runs)."""
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
     )
-    results = {config: _engine_run(engine, config, rank) for config in PER_ENGINE[engine]}
+    results = {
+        engine: {config: _engine_run(engine, config, rank) for config in PER_ENGINE[engine]}
+        for engine in engines
+    }
     if rank == 0:
         torch.save(results, out)
     dist.barrier()
@@ -174,25 +179,28 @@ def run_ranks(worker, *args, label: str, world: int = WORLD) -> None:
             pytest.fail(f"{label}: the ranks did not finish in {TIMEOUT_S} s (a hang)")
 
 
-def spawn(engine: str, tmp_path) -> dict:
-    """Rank 0's results for every configuration under ``engine``."""
-    out = str(tmp_path / f"{engine}.pt")
-    run_ranks(_worker, engine, out, label=engine)
+def spawn(engines: tuple[str, ...], out: str) -> dict:
+    """Rank 0's results, by engine, for every configuration under each of ``engines``."""
+    run_ranks(_worker, engines, out, label=",".join(engines))
     return torch.load(out)
 
 
-ENGINES = [
-    "ddp",
-    "fsdp2-even",
-    "fsdp2-uneven",
-    "zero",
-    needs_cuda("fsdp1", reason="FSDP1 needs CUDA"),
-]
+CPU_ENGINES = ("ddp", "fsdp2-even", "fsdp2-uneven", "zero")
+ENGINES = [*CPU_ENGINES, needs_cuda("fsdp1", reason="FSDP1 needs CUDA")]
+
+
+@pytest.fixture(scope="module")
+def cpu_engines(tmp_path_factory) -> dict:
+    """The CPU engines' results from one spawn of two ranks."""
+    return spawn(CPU_ENGINES, str(tmp_path_factory.mktemp("engines") / "cpu.pt"))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_an_engine_takes_the_single_process_steps(engine, tmp_path):
-    got = spawn(engine, tmp_path)
+def test_an_engine_takes_the_single_process_steps(engine, request, tmp_path):
+    if engine in CPU_ENGINES:
+        got = request.getfixturevalue("cpu_engines")[engine]
+    else:
+        got = spawn((engine,), str(tmp_path / f"{engine}.pt"))[engine]
     for config in PER_ENGINE[engine]:
         expected = single(config, engine == "fsdp2-uneven")
         rtol = 1e-9 if CONFIGS[config][2] == torch.float64 else 0.05
@@ -206,11 +214,23 @@ def test_an_engine_takes_the_single_process_steps(engine, tmp_path):
         )
 
 
-def _mistake_worker(rank: int, port: int, case: str, out: str) -> None:
-    """A misconfigured run: the error each rank raised (or "none"), written per rank."""
+def _mistakes_worker(rank: int, port: int, cases: tuple[str, ...], out: str) -> None:
+    """Each misconfigured run of ``cases`` in turn on one process group: the error each
+    rank raised (or "none"), written per rank. A case that left the ranks out of step
+    would make the next one's collectives hang (and the spawn time out)."""
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
     )
+    messages = {}
+    for case in cases:
+        messages[case] = _mistake(rank, case)
+        dist.barrier()
+    torch.save(messages, f"{out}.{rank}")
+    os._exit(0)
+
+
+def _mistake(rank: int, case: str) -> str:
+    """One misconfigured run on this rank: the error it raised, the warning, or "none"."""
     net = model(False, torch.float64)
     X, Y = batch(10, torch.float64)
     X, Y = X[rank::WORLD], Y[rank::WORLD]
@@ -238,27 +258,32 @@ def _mistake_worker(rank: int, port: int, case: str, out: str) -> None:
         message = f"RuntimeWarning: {warned[0]}" if warned else message
     except (ValueError, RuntimeError) as exc:
         message = f"{type(exc).__name__}: {exc}"
-    torch.save(message, f"{out}.{rank}")
-    os._exit(0)
+    return message
 
 
-@pytest.mark.parametrize(
-    "case, expected",
-    [
-        ("ddp-given-sharded", "ValueError: Invalid sharded: True, but all 2 ranks hold"),
-        ("ranks-at-different-steps", "RuntimeError: The ranks are at different steps"),
-        ("zero-without-sharded", "RuntimeWarning: The ranks hold different parameters"),
-    ],
-)
-def test_a_misconfigured_run_raises_on_every_rank_instead_of_hanging(case, expected, tmp_path):
+MISTAKES = {
+    "ddp-given-sharded": "ValueError: Invalid sharded: True, but all 2 ranks hold",
+    "ranks-at-different-steps": "RuntimeError: The ranks are at different steps",
+    "zero-without-sharded": "RuntimeWarning: The ranks hold different parameters",
+}
+
+
+@pytest.fixture(scope="module")
+def mistakes(tmp_path_factory) -> list[dict]:
+    """Every rank's message for each case of ``MISTAKES``, from one spawn of two ranks."""
+    out = str(tmp_path_factory.mktemp("mistakes") / "messages")
+    run_ranks(_mistakes_worker, tuple(MISTAKES), out, label="misconfigured runs")
+    return [torch.load(f"{out}.{rank}") for rank in range(WORLD)]
+
+
+@pytest.mark.parametrize("case, expected", MISTAKES.items())
+def test_a_misconfigured_run_raises_on_every_rank_instead_of_hanging(case, expected, mistakes):
     """DDP replicas given sharded=True (their statistics would be counted once per rank)
     and ranks whose optimizers are at different steps: every rank raises, naming it;
     ZeroRedundancyOptimizer without sharded=True (each rank's d from its partition only):
     every rank warns. The processes end (a timeout fails the test)."""
-    out = str(tmp_path / case)
-    run_ranks(_mistake_worker, case, out, label=case)
     for rank in range(WORLD):
-        assert torch.load(f"{out}.{rank}").startswith(expected), rank
+        assert mistakes[rank][case].startswith(expected), rank
 
 
 def _layout_worker(rank: int, port: int, out: str) -> None:
