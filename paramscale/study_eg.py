@@ -2,7 +2,7 @@
 (docs/findings.md, "EG step-size adaptation").
 
 The paper's first claim is good accuracy without a tuned learning rate. Each candidate
-exponent (``theory.baselines.EG_EXPONENTS``) runs ``EGAdam`` on the ``paramscale train
+exponent (``theory.eg.EG_EXPONENTS``) runs ``EGAdam`` on the ``paramscale train
 --quick`` tasks from a base rate 10x below and 10x above the best tuned Adam rate of that
 task, against Adam left at the same rate. Results: one tidy CSV (``eg.csv``, the train
 rows), then per candidate and start the points from the best tuned Adam, the points
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from paramscale.theory.baselines import EG_EXPONENTS
+from paramscale.theory.eg import EG_EXPONENTS
 
 FACTORS = (0.1, 10.0)  # the base rate over the best tuned Adam rate
 CANDIDATES = tuple(f"exponent={e}" for e in EG_EXPONENTS) + (

@@ -1,5 +1,5 @@
 """The EG step-size adaptation in torch (torch_impl.EGStepSize) against its NumPy
-reference (theory.baselines.eg_stepsize), step for step in float64, and against
+reference (theory.eg.eg_stepsize), step for step in float64, and against
 torch.optim with its adaptation switched off."""
 
 import numpy as np

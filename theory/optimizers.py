@@ -15,7 +15,6 @@ from paramscale.theory.baselines import (
     dadapt_adam,
     dog,
     dowg,
-    eg_stepsize,
     ldog,
     mechanic,
     prodigy,
@@ -24,6 +23,7 @@ from paramscale.theory.baselines import (
     schedule_free_sgd,
 )
 from paramscale.theory.combinator import ParameterScaled, parameter_scaled
+from paramscale.theory.eg import eg_stepsize
 from paramscale.theory.scaling import ScalingRule
 from paramscale.theory.stepsize import Schedule, constant, dadapt, dog_step, dowg_step, polyak
 

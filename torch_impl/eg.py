@@ -1,5 +1,5 @@
 """``EGStepSize``: the EG step-size adaptation (Amid et al. 2022) as a torch optimizer, the
-equations of ``theory.baselines.eg_stepsize`` (docs/spec.md, "EG step-size adaptation";
+equations of ``theory.eg.eg_stepsize`` (docs/spec.md, "EG step-size adaptation";
 unverified: no public code exists) on lists of tensors:
 
     p_k = p_{k-1} * exp(gamma_p * m_{k-1} * g_k)      per-coordinate gains
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from paramscale.theory.baselines import eg_exponents, eg_stepsize
+from paramscale.theory.eg import eg_exponents, eg_stepsize
 
 F64 = torch.float64
 
@@ -32,8 +32,8 @@ class EGStepSize(torch.optim.Optimizer):
 
     Args: ``lr`` (the base step, a group value), ``mu``, ``beta1``, ``gamma_p``,
     ``gamma_s``, ``base``, ``beta2``, ``eps``, ``exponent`` (``"raw"``, ``"cosine"``,
-    ``"normalised"``: ``theory.baselines.eg_exponents``): as
-    ``theory.baselines.eg_stepsize``, which checks them. The defaults, ``exponent="cosine"``
+    ``"normalised"``: ``theory.eg.eg_exponents``): as
+    ``theory.eg.eg_stepsize``, which checks them. The defaults, ``exponent="cosine"``
     and ``gamma_s=0.1``, are ``paramscale study eg``'s (docs/findings.md); the reference's
     are the survey's raw exponents. ``stats()`` returns ``k``,
     ``scale`` (s_k), ``q`` and ``lr`` (s_k times the first group's lr, the effective
