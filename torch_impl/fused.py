@@ -284,10 +284,11 @@ def _fused_cpu_rule(sweep: Sweep) -> list[Sweep1]:
             grads, states = [g for _, _, g, _ in pack], [v["rule"] for _, v, _, _ in pack]
             names, eager = kernels[count == 0], eagers[count == 0]
             ss = [v["s"] for _, v, _, _ in pack] if "s" in want.vectors else None
-            run = kernel(rule_sweep, type(rule), dtype, ss is not None, names, len(pack))
-            for name, value in zip(names, run(rule, c_prev, c, grads, states, ss, names),
-                                   strict=True):  # fmt: skip
-                sweep.add(name, value)
+            if names:  # none before KERNEL_FROM: no kernel to build for the first steps
+                run = kernel(rule_sweep, type(rule), dtype, ss is not None, names, len(pack))
+                for name, value in zip(names, run(rule, c_prev, c, grads, states, ss, names),
+                                       strict=True):  # fmt: skip
+                    sweep.add(name, value)
             if eager:
                 part = _part(batch, pack)
                 prev, alphas = alphas_of(rule, part.states, part.grads)
