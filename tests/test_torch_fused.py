@@ -342,6 +342,36 @@ def test_non_contiguous_and_empty_parameters():
     assert max_rel_dev(out[0], out[1]) <= 1e-12
 
 
+@pytest.mark.parametrize("oblivious", [True, False], ids=["as-built", "planted-specialised"])
+def test_a_kernel_traced_on_one_element_serves_every_size(monkeypatch, oblivious):
+    """A kernel first traced on a 1-element tensor (a 0-dim parameter, an output layer's
+    bias) serves a larger one without compiling again: torch's dynamic shapes specialise
+    sizes 0 and 1 unless traced size-obliviously (``fused._size_oblivious``). Planted: with
+    that left out, the second size recompiles (dynamo's ``error_on_recompile`` raises).
+    One kernel each: the first step builds ``move_sweep`` only."""
+    import contextlib
+
+    from paramscale.torch_impl import fused as F
+
+    monkeypatch.setattr(F, "_COMPILED", {})  # fresh code objects: traced here
+    if not oblivious:
+        monkeypatch.setattr(F, "_size_oblivious", contextlib.nullcontext)
+
+    def first_step(n, fused=True):
+        p = torch.nn.Parameter(torch.ones(n, dtype=torch.float64))
+        p.grad = torch.full_like(p, 0.5)
+        T.PSSPS([p], 0.0, eta_max=1.0, scaling="identity", fused=fused).step(loss=1.0)
+        return p.detach()
+
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert torch.equal(first_step(1), first_step(1, fused=False))
+        if oblivious:
+            assert torch.equal(first_step(3), first_step(3, fused=False))
+        else:
+            with pytest.raises(torch._dynamo.exc.RecompileError):
+                first_step(3)
+
+
 def test_plan_follows_moved_tensors_and_replaced_state():
     """The group's cached plan (torch_impl.plan) is rebuilt when a parameter's storage is
     swapped (``p.data = ...``; a stale plan would keep updating the old storage), a state

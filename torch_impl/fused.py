@@ -28,7 +28,8 @@ costs a few flops per element and saves a buffer and its memory traffic: PS-DA-S
 Adam scaling and momentum keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v).
 
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
-kernel serves every step and, with dynamic shapes, every tensor size: a kernel compiles once
+kernel serves every step and, with dynamic shapes traced size-obliviously, every tensor
+size, one element included: a kernel compiles once
 per rule type, dtype, reduction set and pack length (about 20 s for the first in a
 process, a few seconds for each next, on 2 cores). Reductions accumulate in float64. Needs
 a C++ compiler (inductor's CPU backend).
@@ -41,6 +42,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+import torch.fx.experimental._config as shape_config
 
 from paramscale.theory.reductions import FIELDS, REDUCTIONS, Coordinates
 from paramscale.torch_impl import plan as plans
@@ -210,6 +212,16 @@ def tensor_correction(rule: Any, k: int) -> Correction:
 _COMPILED: dict[tuple, Callable] = {}
 
 
+def _size_oblivious() -> Any:
+    """Dynamic shapes without torch's 0/1 specialisation, for a kernel's trace: a kernel
+    traced on a tensor of one element (a 0-dim parameter, an output layer's bias) serves
+    every size, and one traced on a larger tensor serves size 1, instead of compiling again
+    (a recompile for another reason is torch's usual one). The kernels' element-wise
+    operations pair tensors of one shape and broadcast only 0-dim scalars, so no
+    broadcasting decision depends on a size being 1."""
+    return shape_config.patch(backed_size_oblivious=True)
+
+
 def kernel(fn: Callable, *variant: Any) -> Callable:
     """``fn`` compiled for one variant (rule type, dtype, options). Each variant gets its own
     copy of the code object: dynamo keeps one cache per code object and falls back to eager
@@ -222,12 +234,21 @@ def kernel(fn: Callable, *variant: Any) -> Callable:
 
 
 def _explained(compiled: Callable) -> Callable:
-    """``compiled``, with a build failure (no C++ compiler, ...) turned into an error that
-    says what to do. Sweep 1 writes nothing, so a failure there leaves the state as it was."""
+    """``compiled``, its first call (the trace) size-oblivious (``_size_oblivious``; later
+    calls pay nothing for it), with a build failure (no C++ compiler, ...) turned into an
+    error that says what to do. Sweep 1 writes nothing, so a failure there leaves the state
+    as it was."""
+    traced = False
 
     def run(*args: Any) -> Any:
+        nonlocal traced
         try:
-            return compiled(*args)
+            if traced:
+                return compiled(*args)
+            with _size_oblivious():
+                out = compiled(*args)
+            traced = True
+            return out
         except torch._dynamo.exc.BackendCompilerFailed as exc:
             cause = str(exc.__cause__ or exc).strip().splitlines()[:2]
             raise RuntimeError(
