@@ -346,16 +346,16 @@ def test_non_contiguous_and_empty_parameters():
 def test_a_kernel_traced_on_one_element_serves_every_size(monkeypatch, oblivious):
     """A kernel first traced on a 1-element tensor (a 0-dim parameter, an output layer's
     bias) serves a larger one without compiling again: torch's dynamic shapes specialise
-    sizes 0 and 1 unless traced size-obliviously (``fused._size_oblivious``). Planted: with
+    sizes 0 and 1 unless traced size-obliviously (``compiled._size_oblivious``). Planted: with
     that left out, the second size recompiles (dynamo's ``error_on_recompile`` raises).
     One kernel each: the first step builds ``move_sweep`` only."""
     import contextlib
 
-    from paramscale.torch_impl import fused as F
+    from paramscale.torch_impl import compiled as C
 
-    monkeypatch.setattr(F, "_COMPILED", {})  # fresh code objects: traced here
+    monkeypatch.setattr(C, "COMPILED", {})  # fresh code objects: traced here
     if not oblivious:
-        monkeypatch.setattr(F, "_size_oblivious", contextlib.nullcontext)
+        monkeypatch.setattr(C, "_size_oblivious", contextlib.nullcontext)
 
     def first_step(n, fused=True):
         p = torch.nn.Parameter(torch.ones(n, dtype=torch.float64))
@@ -480,9 +480,9 @@ def test_a_kernel_that_cannot_be_built_says_what_to_do(monkeypatch):
     """No C++ compiler: the error says so and names the way out; nothing was changed."""
     import torch._inductor.config as inductor_config
 
-    from paramscale.torch_impl import fused as F
+    from paramscale.torch_impl import compiled as C
 
-    monkeypatch.setattr(F, "_COMPILED", {})
+    monkeypatch.setattr(C, "COMPILED", {})
     torch._dynamo.reset()
     model, X, y = digits_mlp()
     before = flat(model)

@@ -30,23 +30,21 @@ Adam scaling and momentum keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
 kernel serves every step and, with dynamic shapes traced size-obliviously, every tensor
 size, one element included: a kernel compiles once
-per rule type, dtype, reduction set and pack length (about 20 s for the first in a
-process, a few seconds for each next, on 2 cores). Reductions accumulate in float64. Needs
-a C++ compiler (inductor's CPU backend).
+per rule type, dtype, reduction set and pack length (``torch_impl.compiled``; about 20 s for
+the first in a process, a few seconds for each next, on 2 cores). Reductions accumulate in
+float64. Needs a C++ compiler (inductor's CPU backend).
 """
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-import torch.fx.experimental._config as shape_config
 
 from paramscale.theory.reductions import FIELDS, REDUCTIONS, Coordinates
 from paramscale.torch_impl import plan as plans
 from paramscale.torch_impl import state as keys
+from paramscale.torch_impl.compiled import built, kernel
 from paramscale.torch_impl.foreach_rules import FOREACH, Correction, correction
 from paramscale.torch_impl.multi_tensor import alphas_of, reduce_eagerly
 from paramscale.torch_impl.sweeps import Batch, Move, Sweep, Tensors
@@ -209,59 +207,6 @@ def tensor_correction(rule: Any, k: int) -> Correction:
     return Correction(*(torch.tensor(float(x), dtype=F64) for x in correction(rule, k)))
 
 
-_COMPILED: dict[tuple, Callable] = {}
-
-
-def _size_oblivious() -> Any:
-    """Dynamic shapes without torch's 0/1 specialisation, for a kernel's trace: a kernel
-    traced on a tensor of one element (a 0-dim parameter, an output layer's bias) serves
-    every size, and one traced on a larger tensor serves size 1, instead of compiling again
-    (a recompile for another reason is torch's usual one). The kernels' element-wise
-    operations pair tensors of one shape and broadcast only 0-dim scalars, so no
-    broadcasting decision depends on a size being 1."""
-    return shape_config.patch(backed_size_oblivious=True)
-
-
-def kernel(fn: Callable, *variant: Any) -> Callable:
-    """``fn`` compiled for one variant (rule type, dtype, options). Each variant gets its own
-    copy of the code object: dynamo keeps one cache per code object and falls back to eager
-    after ``recompile_limit`` entries, which all variants sharing one would reach."""
-    key = (fn.__name__, *variant)
-    if key not in _COMPILED:
-        copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
-        _COMPILED[key] = _explained(torch.compile(copy, dynamic=True, fullgraph=True))
-    return _COMPILED[key]
-
-
-def _explained(compiled: Callable) -> Callable:
-    """``compiled``, its first call (the trace) size-oblivious (``_size_oblivious``; later
-    calls pay nothing for it), with a build failure (no C++ compiler, ...) turned into an
-    error that says what to do. Sweep 1 writes nothing, so a failure there leaves the state
-    as it was."""
-    traced = False
-
-    def run(*args: Any) -> Any:
-        nonlocal traced
-        try:
-            if traced:
-                return compiled(*args)
-            with _size_oblivious():
-                out = compiled(*args)
-            traced = True
-            return out
-        except torch._dynamo.exc.BackendCompilerFailed as exc:
-            cause = str(exc.__cause__ or exc).strip().splitlines()[:2]
-            raise RuntimeError(
-                f"fused=True: torch.compile could not build the kernel ({' '.join(cause)}). "
-                "On the CPU it needs a C++ compiler; a kernel cached under another "
-                "ATEN_CPU_CAPABILITY is reused and fails to build (torch's inductor cache "
-                "does not key on it: set TORCHINDUCTOR_CACHE_DIR to a fresh directory). "
-                "Leave fused=False to use the foreach path"
-            ) from exc
-
-    return run
-
-
 # -- the path: the two sweeps of a step on the CPU, over a group's packs ------------------
 class Sweep1(NamedTuple):
     """What sweep 2 of a group needs from its sweep 1: the plan, the packs at their step
@@ -315,7 +260,7 @@ def _fused_cpu_rule(sweep: Sweep) -> list[Sweep1]:
                 prev, alphas = alphas_of(rule, part.states, part.grads)
                 reduce_eagerly(eager, part, want, alphas, prev if count > 0 else None, sweep.add)
             variant = _move_variant(rule, group, want, pack, dtype, has_z, move_names)
-            if ("move_sweep", *variant) not in _COMPILED:
+            if not built(move_sweep, *variant):
                 _built(variant, _move_args(rule, group, want, pack, c, count, variant))
         out.append(Sweep1(plan, groups, corrections))
     return out
