@@ -46,10 +46,51 @@ elif FT.interpreting():
 else:
     DEVICE = "cuda" if torch.cuda.is_available() else None
 
+
+def _patch_the_language_once_per_launch() -> None:
+    """Triton's interpreter patches ``triton.language`` at each launch (undone after it)
+    and again at every call of a ``@triton.jit`` helper inside the kernel, for the language
+    modules the helper's module sees: where the launch (or an earlier helper) patched those
+    already, a no-op (the builtins are replaced) that still runs ``inspect.getmembers`` over
+    them, ~40% of this file's time. Within a launch each set of modules is patched once;
+    the kernels' code and what it computes are untouched. Left as it is where the
+    interpreter lacks these names."""
+    import inspect
+
+    import triton.language as tl
+    from triton.runtime import interpreter as TI
+
+    if not all(hasattr(TI, n) for n in ("_patch_lang", "_LangPatchScope", "GridExecutor")):
+        return
+    patch, launch, launches = TI._patch_lang, TI.GridExecutor.__call__, []
+
+    def patch_once(fn):
+        seen = frozenset(
+            id(v) for v in fn.__globals__.values() if inspect.ismodule(v) and v in (tl, tl.core)
+        )
+        if launches and seen <= launches[-1]:
+            return TI._LangPatchScope()  # nothing set, nothing to restore
+        scope = patch(fn)
+        if launches:
+            launches[-1] |= seen
+        return scope
+
+    def call(self, *args, **kwargs):
+        launches.append(set())
+        try:
+            return launch(self, *args, **kwargs)
+        finally:
+            launches.pop()
+
+    TI._patch_lang, TI.GridExecutor.__call__ = patch_once, call
+
+
 # Triton's interpreter runs the kernels element by element in NumPy, ~100x slower than the
 # compiled CPU path: there the MLP runs take 8 steps and the drawn cases 3 draws (the
 # kernels' code and every branch the tests reach are the same); on CUDA the full counts
 INTERPRETED = DEVICE == "cpu"
+if INTERPRETED:
+    _patch_the_language_once_per_launch()
 STEPS = 8 if INTERPRETED else 20
 DRAWS = 3 if INTERPRETED else 6
 
