@@ -18,6 +18,7 @@ from paramscale import torch_impl as T
 from paramscale.theory import optimizers as O
 from paramscale.theory import stepsize
 from paramscale.theory.stepsize import constant
+from paramscale.torch_impl import sweeps
 from tests.devices import DEVICES
 from tests.oracle import max_rel_dev, oracle_trajectory
 
@@ -609,7 +610,9 @@ def test_a_compiled_step_equals_the_eager_one():
     """``torch.compile(opt.step)`` (a smoke test: dynamo breaks the graph at the host sync
     and at the foreach reductions it cannot trace, and runs the rest compiled) gives the
     eager trajectory (bit for bit here; the bound leaves room for code generated for
-    another instruction set, which may round differently)."""
+    another instruction set, which may round differently). The first steps, and the first
+    of the steady state (``sweeps.KERNEL_FROM``: the rule sweep computes the step's
+    reductions from there on)."""
     runs = []
     for compiled in (False, True):
         torch.manual_seed(0)
@@ -617,7 +620,7 @@ def test_a_compiled_step_equals_the_eager_one():
         opt = T.PSDASGD(model.parameters())
         step = torch.compile(opt.step) if compiled else opt.step
         X = torch.randn(32, 8, dtype=torch.float64)
-        for _ in range(4):
+        for _ in range(sweeps.KERNEL_FROM + 1):
             opt.zero_grad()
             model(X).square().mean().backward()
             step()
