@@ -29,10 +29,10 @@ Adam scaling and momentum keeps 3 parameter-sized buffers (v, s, z), PS-SPS 1 (v
 
 Step-dependent scalars (bias corrections, lam, rho) are 0-dim tensors, so one compiled
 kernel serves every step and, with dynamic shapes traced size-obliviously, every tensor
-size, one element included: a kernel compiles once
-per rule type, dtype, reduction set and pack length (``torch_impl.compiled``; about 20 s for
-the first in a process, a few seconds for each next, on 2 cores). Reductions accumulate in
-float64. Needs a C++ compiler (inductor's CPU backend).
+size, one element included: a kernel compiles once per rule type, dtype, reduction set and
+pack length (``torch_impl.compiled``; about 20 s for the first in a process, a few seconds
+for each next, on 2 cores). Reductions accumulate in float64. Needs a C++ compiler
+(inductor's CPU backend).
 """
 
 from __future__ import annotations
