@@ -65,8 +65,8 @@ def choice(name: str, value: Any, options: tuple[Any, ...]) -> Any:
 def gradient(grad: Any, x: np.ndarray, step: int) -> np.ndarray:
     """Check a gradient for shape, dtype and finiteness; return it as a float array."""
     g = np.asarray(grad)
-    if g.shape != x.shape:
-        raise ValueError(f"Invalid grad at step {step}: shape {g.shape} (expected {x.shape})")
+    if g.shape != np.shape(x):
+        raise ValueError(f"Invalid grad at step {step}: shape {g.shape} (expected {np.shape(x)})")
     if not np.issubdtype(g.dtype, np.floating):
         raise TypeError(
             f"Invalid grad at step {step}: dtype {g.dtype} (expected a real floating dtype)"
