@@ -1,7 +1,6 @@
 """Convex Lipschitz problems with certified exact solutions (docs/spec.md section 5)."""
 
-from paramscale.synthetic.data import from_data
-from paramscale.synthetic.families import (
+from paramscale.synthetic.constructors import (
     breast_cancer_hinge,
     diabetes_lad,
     from_params,
@@ -13,6 +12,7 @@ from paramscale.synthetic.families import (
     max_affine,
     nesterov_worst,
 )
+from paramscale.synthetic.data import from_data
 from paramscale.synthetic.problem import Problem
 from paramscale.synthetic.solve import Solution, SolveError
 from paramscale.synthetic.suite import FAMILIES, suite

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
+from paramscale.synthetic import constructors as build
 from paramscale.synthetic import families as fam
 from paramscale.synthetic.problem import Problem
 
@@ -129,7 +130,7 @@ def from_data(
     start = np.zeros(n) if x0 is None else _vector("x0", x0, n)
     digest = hashlib.sha256(a.tobytes() + v.tobytes()).hexdigest()[:8]
     params: dict[str, Any] = {"m": m, "n": n, "dataset": f"user:{name or digest}"}
-    full, sample = fam.mean_abs_bound(a)
+    full, sample = build.mean_abs_bound(a)
     if kind == "lad":
         cls, data, bound = fam.LAD, {"A": a, "b": v}, (full, sample)
     elif kind == "huber":
@@ -146,7 +147,7 @@ def from_data(
         cls, data, bound = fam.MaxAffine, {"A": a, "b": v}, (largest, largest)
         m = 1  # no finite-sum structure
     family = "hinge_l1" if kind == "hinge" and l1 > 0 else kind
-    problem = fam.make(cls, family, params, data, n, bound, m)
+    problem = build.make(cls, family, params, data, n, bound, m)
     problem = problem.with_start(start)
     if solve:
         problem.solve()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from paramscale.synthetic import families as fam
+from paramscale.synthetic import constructors as build
 from paramscale.synthetic.problem import Problem
 from paramscale.theory import scaling
 
@@ -26,14 +26,14 @@ def problems(
     seed = draw(st.integers(0, 2**16))
     scale = draw(st.sampled_from((0.0, 0.5 * max_scale, max_scale)))
     if family == "hinge_l1":
-        return fam.hinge(m, n, scale, l1=0.01, seed=seed)
+        return build.hinge(m, n, scale, l1=0.01, seed=seed)
     if family == "max_affine":
-        return fam.max_affine(m, n, scale, seed=seed)
+        return build.max_affine(m, n, scale, seed=seed)
     if family == "l1_ball":
-        return fam.l1_ball(n, 1.0, scale, seed=seed)
+        return build.l1_ball(n, 1.0, scale, seed=seed)
     if family == "nesterov_worst":
-        return fam.nesterov_worst(n)
-    return getattr(fam, family)(m, n, scale, seed=seed)
+        return build.nesterov_worst(n)
+    return getattr(build, family)(m, n, scale, seed=seed)
 
 
 def starting_points(problem: Problem, radius: float = 3.0) -> st.SearchStrategy:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from paramscale.synthetic import families as fam
+from paramscale.synthetic import constructors as build
 from paramscale.synthetic.problem import Problem
 
 FAMILIES = {
-    "lad": fam.lad,
-    "hinge": fam.hinge,
-    "hinge_l1": lambda **kw: fam.hinge(l1=0.01, **kw),
-    "max_affine": fam.max_affine,
-    "huber": fam.huber,
-    "logistic": fam.logistic,
-    "l1_ball": fam.l1_ball,
+    "lad": build.lad,
+    "hinge": build.hinge,
+    "hinge_l1": lambda **kw: build.hinge(l1=0.01, **kw),
+    "max_affine": build.max_affine,
+    "huber": build.huber,
+    "logistic": build.logistic,
+    "l1_ball": build.l1_ball,
 }
 
 
@@ -29,7 +29,7 @@ def suite(
         make(scale=s, seed=seed) for make in FAMILIES.values() for s in scales for seed in seeds
     ]
     if nesterov:
-        problems.append(fam.nesterov_worst())
+        problems.append(build.nesterov_worst())
     if real_data:
-        problems += [fam.diabetes_lad(), fam.breast_cancer_hinge()]
+        problems += [build.diabetes_lad(), build.breast_cancer_hinge()]
     return problems
