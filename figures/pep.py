@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paramscale.figures.plots import PALETTE, Rows, pyplot, save_figure
+from paramscale.figures.style import PALETTE, pyplot, save_figure
+from paramscale.figures.tidy import Rows
 
 __all__ = ["pep_data", "pep_plot"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from paramscale.figures.plots import PALETTE, pyplot, save_figure
+from paramscale.figures.style import PALETTE, pyplot, save_figure
 from paramscale.train.report import best_of_grids, good_band, summarize
 from paramscale.train.tasks import TASKS
 

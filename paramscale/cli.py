@@ -216,7 +216,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _check_pep(args: argparse.Namespace) -> int:
-    from paramscale.figures.plots import write_csv
+    from paramscale.figures.tidy import write_csv
     from paramscale.proofs_check import pep
 
     claims = tuple(args.claims.split(",")) if args.claims else None

@@ -284,7 +284,7 @@ def plot(
 ) -> list[Path]:
     """Two panels per variant: convex geometric-mean gap ratio to D-Adapt SGD (log), and the
     networks' mean points from the best tuned Adam (diverged runs marked)."""
-    from paramscale.figures.plots import PALETTE, pyplot, save_figure
+    from paramscale.figures.style import PALETTE, pyplot, save_figure
 
     plt = pyplot()
     names = [n for n in convex if n in nets] or list(convex)

@@ -114,7 +114,7 @@ def format_table(table: dict[tuple[str, float], dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """The scale s_k over steps, a panel per task, a line per candidate and start."""
-    from paramscale.figures.plots import PALETTE, pyplot, save_figure
+    from paramscale.figures.style import PALETTE, pyplot, save_figure
 
     plt = pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))

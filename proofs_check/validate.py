@@ -283,7 +283,7 @@ def write_report(
     """The Markdown report and a figure: a row per step rule (PS-SPS, PS-DA-SGD), a column
     per problem (``problems``, else four of the quick suite), the rule in black against the
     identity (plain SPS / DA-SGD), Adam and AMSGrad scalings in the figures' colours."""
-    from paramscale.figures.plots import PALETTE
+    from paramscale.figures.style import PALETTE
 
     out.mkdir(parents=True, exist_ok=True)
     md = out / "report.md"

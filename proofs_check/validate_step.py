@@ -198,7 +198,7 @@ def validate_step_rule(
 def write_step_report(report: RuleReport, rule: Any, out: Path, problems: list[Any] | None = None):
     """The Markdown report and a figure: a panel per problem (four of the quick suite, or
     the given ones), the rule's best gap in the identity, Adam and AMSGrad spaces."""
-    from paramscale.figures.plots import PALETTE, pyplot, save_figure
+    from paramscale.figures.style import PALETTE, pyplot, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     problems = (problems or runner.default_problems(quick=True))[:4]

@@ -4,8 +4,10 @@ rate-curve CSV has every theorem bound above the observed curve."""
 import numpy as np
 import pytest
 
-import paramscale.figures.plots as F
+import paramscale.figures.rates as R
 from paramscale.cli import main
+from paramscale.figures.style import METHOD_COLOURS, on_log_axis
+from paramscale.figures.tidy import read_csv
 
 
 @pytest.fixture(scope="module")
@@ -23,30 +25,30 @@ def test_files_are_written_and_valid(figdir, name):
     png, pdf, csv = (figdir / f"{name}.{ext}" for ext in ("png", "pdf", "csv"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert pdf.read_bytes()[:5] == b"%PDF-"
-    assert len(F.read_csv(csv)) > 0
+    assert len(read_csv(csv)) > 0
 
 
 def test_rate_curve_lines_are_the_csv_data(figdir, monkeypatch):
     captured = {}
     monkeypatch.setattr(
-        F, "save_figure", lambda fig, out, name: captured.setdefault("fig", fig) and []
+        R, "save_figure", lambda fig, out, name: captured.setdefault("fig", fig) and []
     )
-    rows = F.read_csv(figdir / "rate_curves.csv")
-    F.rate_curve_plot(rows, figdir)
+    rows = read_csv(figdir / "rate_curves.csv")
+    R.rate_curve_plot(rows, figdir)
     ax = captured["fig"].axes[0]
     family = rows[0]["family"]
     for line in ax.get_lines():
         label = line.get_label()
-        if label not in F.METHOD_COLOURS:
+        if label not in METHOD_COLOURS:
             continue
         m = [r for r in rows if r["family"] == family and r["method"] == label]
-        expected = F._finite(np.maximum([r["observed"] for r in m], 1e-16))
+        expected = on_log_axis(np.maximum([r["observed"] for r in m], 1e-16))
         np.testing.assert_array_equal(np.asarray(line.get_ydata(), float), expected)
         np.testing.assert_array_equal(line.get_xdata(), [r["k"] for r in m])
 
 
 def test_bounds_lie_above_observed_where_the_theorem_applies(figdir):
-    rows = F.read_csv(figdir / "rate_curves.csv")
+    rows = read_csv(figdir / "rate_curves.csv")
     checked = 0
     for r in rows:
         if np.isfinite(r["bound"]) and np.isfinite(r["observed"]):
@@ -65,7 +67,7 @@ def test_bounds_lie_above_observed_where_the_theorem_applies(figdir):
 
 def test_bound_check_catches_a_planted_error(figdir):
     """The check above can fail: a bound shrunk 100x falls below the observed curve."""
-    rows = F.read_csv(figdir / "rate_curves.csv")
+    rows = read_csv(figdir / "rate_curves.csv")
     shrunk = [r["bound"] / 100 for r in rows if np.isfinite(r["bound"])]
     observed = [r["observed"] for r in rows if np.isfinite(r["bound"])]
     assert any(o > b for o, b in zip(observed, shrunk, strict=True))
@@ -77,12 +79,12 @@ def test_a_users_problems_and_rule_are_plotted(tmp_path):
     rule = "examples/max_normalised_adam.py:max_normalised_adam"
     args = ["plot", "--iters", "20", "--out", str(tmp_path), "--rule", rule]
     assert main([*args, "--problem", "examples/my_data.py:problems"]) == 0
-    rates = F.read_csv(tmp_path / "rate_curves.csv")
+    rates = read_csv(tmp_path / "rate_curves.csv")
     assert {r["problem"] for r in rates} == {
         "lad(m=442,n=11,dataset=user:diabetes)",
         "huber(m=442,n=11,dataset=user:diabetes,delta=10)",
     }
-    grid = F.read_csv(tmp_path / "rule_grid.csv")
+    grid = read_csv(tmp_path / "rule_grid.csv")
     assert {r["scaling"] for r in grid} >= {"identity", "adam", rule}
     assert all(r["problems"] == 2 for r in grid)
     assert main([*args, "--problem", "examples/my_data.py:nothing"]) == 2  # named, refused

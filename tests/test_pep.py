@@ -69,7 +69,7 @@ def test_cli_check_pep(tmp_path, capsys):
 
 def test_plot_pep_draws_bound_and_worst_case_from_the_csv(tmp_path):
     from paramscale.figures.pep import pep_plot
-    from paramscale.figures.plots import read_csv, write_csv
+    from paramscale.figures.tidy import read_csv, write_csv
 
     write_csv([r.as_dict() for r in pep.rows(("C2", "L1"), n_max=2)], tmp_path / "pep.csv")
     paths = pep_plot(read_csv(tmp_path / "pep.csv"), tmp_path)
