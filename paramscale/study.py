@@ -94,7 +94,7 @@ STUDY_NAMES = ("ps-dadapt", "ps-sps")
 
 def spec(options: dict[str, Any], family: str = "PSDASGD") -> str:
     """The variant as a ``paramscale train`` method spec (its name in both CSVs)."""
-    from paramscale.train.methods import spec_name
+    from paramscale.train.family import spec_name
 
     return spec_name(family, options)
 

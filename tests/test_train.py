@@ -12,6 +12,7 @@ from paramscale import train
 from paramscale.cli import main
 from paramscale.train import methods as M
 from paramscale.train import report, runner
+from paramscale.train.family import group_lr, single_builder
 from paramscale.train.outputs import write_outputs
 from paramscale.train.tasks import TASKS
 
@@ -82,7 +83,7 @@ def planted(monkeypatch):
         "crashes": lambda ps, o: Crashes(ps, lr=0.01),
     }
     for name, factory in make.items():
-        family = M.Family(name, "planted", M._one(name, factory, M._group_lr, "sgd"))
+        family = M.Family(name, "planted", single_builder(name, factory, group_lr, "sgd"))
         monkeypatch.setitem(M.FAMILIES, name, family)
 
 
